@@ -1,0 +1,308 @@
+"""The on-disk record: one clip as a `tf.train.SequenceExample`.
+
+The layout is the one Scenic's MBT reader accepts unchanged (see
+:data:`SCENIC_CONTEXT_FEATURES` / :data:`SCENIC_SEQUENCE_FEATURES`), plus our own
+context keys from :mod:`shared.contract`. The same serialized bytes go into
+TFRecord shards (what Scenic reads) and ArrayRecord shards (what grain reads by
+index), so both formats hold byte-identical records.
+
+Encoding and decoding here are plain protobuf work (no TensorFlow graph), so a
+Beam worker or a grain worker can call them per element.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+from tensorflow.core.example import example_pb2, feature_pb2
+
+from shared import contract
+
+# Shard files are named like Scenic's tables: NAME-00000-of-00016.
+SHARD_NAME_FORMAT = "{prefix}-{index:05d}-of-{count:05d}"
+ARRAY_RECORD_SUFFIX = ".array_record"
+# One record per chunk lets grain read any single record without its neighbours.
+ARRAY_RECORD_WRITER_OPTIONS = "group_size:1"
+
+
+class RecordError(ValueError):
+  """A serialized record does not hold a valid clip under this contract."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipRecord:
+  """One clip with its features and labels, as stored in a shard.
+
+  Attributes:
+    clip_id: unique, filesystem-safe id of the clip within its dataset.
+    dataset: dataset name, e.g. "vggsound", "audioset", "epic_kitchens".
+    source_id: YouTube id or EPIC-KITCHENS video id the clip was cut from.
+    start_s: span start in the source, seconds.
+    end_s: span end in the source, seconds.
+    jpeg_frames: one JPEG per contract.VIDEO_FPS frame of the span.
+    frame_width: width of the stored frames.
+    frame_height: height of the stored frames.
+    melspec: float32 [rows, contract.MEL_NUM_BINS] log-mel of the span, rows =
+      contract.num_mel_rows(num_audio_samples); padded to whole seconds on disk.
+    num_audio_samples: 16 kHz samples behind the log-mel.
+    label_indices: class indices (multi-hot for AudioSet, one for VGGSound).
+    label_names: class names, one per index.
+    has_audio: False when the source had no audio stream (melspec of silence).
+    decoded_duration_s: how much of the span real media covered; less than
+      end_s - start_s when the source ended early and frames were padded.
+    source_fps: the source's native frame rate.
+    source_width: the source's frame width.
+    source_height: the source's frame height.
+    verb_index: EPIC-KITCHENS verb class, or contract.NO_LABEL.
+    noun_index: EPIC-KITCHENS noun class, or contract.NO_LABEL.
+    action_index: EPIC-KITCHENS action class, or contract.NO_LABEL.
+    schema_version: the contract version the record was written under.
+  """
+
+  clip_id: str
+  dataset: str
+  source_id: str
+  start_s: float
+  end_s: float
+  jpeg_frames: Sequence[bytes]
+  frame_width: int
+  frame_height: int
+  melspec: np.ndarray
+  num_audio_samples: int
+  label_indices: Sequence[int]
+  label_names: Sequence[str]
+  has_audio: bool
+  decoded_duration_s: float
+  source_fps: float
+  source_width: int
+  source_height: int
+  verb_index: int = contract.NO_LABEL
+  noun_index: int = contract.NO_LABEL
+  action_index: int = contract.NO_LABEL
+  schema_version: int = contract.SCHEMA_VERSION
+
+  def validate(self) -> None:
+    """Raises RecordError if the clip breaks the contract's shape rules."""
+    problems = []
+    if not self.clip_id:
+      problems.append("empty clip id")
+    if not self.end_s > self.start_s:
+      problems.append(f"span [{self.start_s}, {self.end_s}] is empty")
+    if not self.jpeg_frames:
+      problems.append("no frames")
+    melspec = np.asarray(self.melspec)
+    if melspec.ndim != 2 or melspec.shape[1] != contract.MEL_NUM_BINS:
+      problems.append(f"melspec shape {melspec.shape} is not [rows, {contract.MEL_NUM_BINS}]")
+    elif melspec.shape[0] != contract.num_mel_rows(self.num_audio_samples):
+      problems.append(f"melspec has {melspec.shape[0]} rows, {self.num_audio_samples} samples make "
+                      f"{contract.num_mel_rows(self.num_audio_samples)}")
+    if len(self.label_indices) != len(self.label_names):
+      problems.append(f"{len(self.label_indices)} label indices but {len(self.label_names)} names")
+    if problems:
+      raise RecordError(f"clip {self.clip_id!r}: " + "; ".join(problems))
+
+
+# ---------------------------------------------------------------------------
+# What Scenic's MBT reader (DMVR's add_image / add_label, Scenic's
+# add_spectrogram) parses. Our records must parse with exactly this spec.
+# ---------------------------------------------------------------------------
+def scenic_feature_spec():
+  """(context_features, sequence_features) as Scenic's MBT reader declares them."""
+  import tensorflow as tf
+
+  context = {contract.LABEL_INDEX_KEY: tf.io.VarLenFeature(dtype=tf.int64)}
+  sequence = {
+      contract.IMAGE_KEY: tf.io.FixedLenSequenceFeature((), dtype=tf.string),
+      contract.MELSPEC_KEY: tf.io.FixedLenSequenceFeature(
+          shape=(contract.MELSPEC_STEP_ROWS, contract.MEL_NUM_BINS), dtype=tf.float32),
+  }
+  return context, sequence
+
+
+# ---------------------------------------------------------------------------
+# Encoding.
+# ---------------------------------------------------------------------------
+def _bytes(values: Iterable[bytes]) -> feature_pb2.Feature:
+  return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=list(values)))
+
+
+def _ints(values: Iterable[int]) -> feature_pb2.Feature:
+  return feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=[int(v) for v in values]))
+
+
+def _floats(values) -> feature_pb2.Feature:
+  return feature_pb2.Feature(float_list=feature_pb2.FloatList(value=values))
+
+
+def melspec_to_steps(melspec: np.ndarray) -> np.ndarray:
+  """[rows, bins] -> [steps, MELSPEC_STEP_FLOATS], the last step zero padded."""
+  rows = melspec.shape[0]
+  steps = contract.num_melspec_steps(rows)
+  padded = np.zeros((steps * contract.MELSPEC_STEP_ROWS, contract.MEL_NUM_BINS), np.float32)
+  padded[:rows] = melspec
+  return padded.reshape(steps, contract.MELSPEC_STEP_FLOATS)
+
+
+def encode(record: ClipRecord) -> bytes:
+  """Serializes a clip to SequenceExample bytes (validated first)."""
+  record.validate()
+  example = example_pb2.SequenceExample()
+  context = example.context.feature
+  context[contract.LABEL_INDEX_KEY].CopyFrom(_ints(record.label_indices))
+  context[contract.LABEL_TEXT_KEY].CopyFrom(_bytes(n.encode("utf-8") for n in record.label_names))
+  context[contract.SCHEMA_VERSION_KEY].CopyFrom(_ints([record.schema_version]))
+  context[contract.DATASET_KEY].CopyFrom(_bytes([record.dataset.encode("utf-8")]))
+  context[contract.CLIP_ID_KEY].CopyFrom(_bytes([record.clip_id.encode("utf-8")]))
+  context[contract.SOURCE_ID_KEY].CopyFrom(_bytes([record.source_id.encode("utf-8")]))
+  context[contract.START_KEY].CopyFrom(_floats([record.start_s]))
+  context[contract.END_KEY].CopyFrom(_floats([record.end_s]))
+  context[contract.VERB_INDEX_KEY].CopyFrom(_ints([record.verb_index]))
+  context[contract.NOUN_INDEX_KEY].CopyFrom(_ints([record.noun_index]))
+  context[contract.ACTION_INDEX_KEY].CopyFrom(_ints([record.action_index]))
+  context[contract.HAS_AUDIO_KEY].CopyFrom(_ints([int(record.has_audio)]))
+  context[contract.DECODED_DURATION_KEY].CopyFrom(_floats([record.decoded_duration_s]))
+  context[contract.SOURCE_FPS_KEY].CopyFrom(_floats([record.source_fps]))
+  context[contract.SOURCE_WIDTH_KEY].CopyFrom(_ints([record.source_width]))
+  context[contract.SOURCE_HEIGHT_KEY].CopyFrom(_ints([record.source_height]))
+  context[contract.FRAME_WIDTH_KEY].CopyFrom(_ints([record.frame_width]))
+  context[contract.FRAME_HEIGHT_KEY].CopyFrom(_ints([record.frame_height]))
+  context[contract.NUM_FRAMES_KEY].CopyFrom(_ints([len(record.jpeg_frames)]))
+  context[contract.NUM_AUDIO_SAMPLES_KEY].CopyFrom(_ints([record.num_audio_samples]))
+
+  frames = example.feature_lists.feature_list[contract.IMAGE_KEY].feature
+  for jpeg in record.jpeg_frames:
+    frames.add().bytes_list.value.append(jpeg)
+  melspec_steps = example.feature_lists.feature_list[contract.MELSPEC_KEY].feature
+  for step in melspec_to_steps(np.asarray(record.melspec, np.float32)):
+    melspec_steps.add().float_list.value.extend(step)
+  return example.SerializeToString()
+
+
+# ---------------------------------------------------------------------------
+# Decoding.
+# ---------------------------------------------------------------------------
+def _one(context, key: str, kind: str, clip: str):
+  if key not in context:
+    raise RecordError(f"record {clip}: missing context feature {key!r}")
+  values = getattr(context[key], kind).value
+  if len(values) != 1:
+    raise RecordError(f"record {clip}: {key!r} has {len(values)} values, expected 1")
+  return values[0]
+
+
+def decode(serialized: bytes, check_schema: bool = True) -> ClipRecord:
+  """Parses SequenceExample bytes written by :func:`encode` back into a ClipRecord.
+
+  Raises:
+    RecordError: the bytes are not a record of this contract (or, with
+      check_schema, were written under another schema version).
+  """
+  example = example_pb2.SequenceExample()
+  try:
+    example.ParseFromString(serialized)
+  except Exception as error:  # protobuf raises its own DecodeError type
+    raise RecordError(f"not a SequenceExample: {error}") from error
+  context = example.context.feature
+  clip_id = _one(context, contract.CLIP_ID_KEY, "bytes_list", "?").decode("utf-8")
+  schema = _one(context, contract.SCHEMA_VERSION_KEY, "int64_list", clip_id)
+  if check_schema and schema != contract.SCHEMA_VERSION:
+    raise RecordError(f"record {clip_id}: schema version {schema}, this code reads {contract.SCHEMA_VERSION}")
+  lists = example.feature_lists.feature_list
+  jpeg_frames = [f.bytes_list.value[0] for f in lists[contract.IMAGE_KEY].feature]
+  num_samples = _one(context, contract.NUM_AUDIO_SAMPLES_KEY, "int64_list", clip_id)
+  steps = [np.asarray(f.float_list.value, np.float32) for f in lists[contract.MELSPEC_KEY].feature]
+  if any(step.size != contract.MELSPEC_STEP_FLOATS for step in steps):
+    raise RecordError(f"record {clip_id}: a melspec step is not {contract.MELSPEC_STEP_FLOATS} floats")
+  melspec = (np.concatenate(steps) if steps else np.zeros(0, np.float32)).reshape(-1, contract.MEL_NUM_BINS)
+  rows = contract.num_mel_rows(num_samples)
+  if melspec.shape[0] < rows:
+    raise RecordError(f"record {clip_id}: melspec has {melspec.shape[0]} rows, expected {rows}")
+  return ClipRecord(
+      clip_id=clip_id,
+      dataset=_one(context, contract.DATASET_KEY, "bytes_list", clip_id).decode("utf-8"),
+      source_id=_one(context, contract.SOURCE_ID_KEY, "bytes_list", clip_id).decode("utf-8"),
+      start_s=_one(context, contract.START_KEY, "float_list", clip_id),
+      end_s=_one(context, contract.END_KEY, "float_list", clip_id),
+      jpeg_frames=jpeg_frames,
+      frame_width=_one(context, contract.FRAME_WIDTH_KEY, "int64_list", clip_id),
+      frame_height=_one(context, contract.FRAME_HEIGHT_KEY, "int64_list", clip_id),
+      melspec=melspec[:rows],
+      num_audio_samples=num_samples,
+      label_indices=list(context[contract.LABEL_INDEX_KEY].int64_list.value),
+      label_names=[n.decode("utf-8") for n in context[contract.LABEL_TEXT_KEY].bytes_list.value],
+      has_audio=bool(_one(context, contract.HAS_AUDIO_KEY, "int64_list", clip_id)),
+      decoded_duration_s=_one(context, contract.DECODED_DURATION_KEY, "float_list", clip_id),
+      source_fps=_one(context, contract.SOURCE_FPS_KEY, "float_list", clip_id),
+      source_width=_one(context, contract.SOURCE_WIDTH_KEY, "int64_list", clip_id),
+      source_height=_one(context, contract.SOURCE_HEIGHT_KEY, "int64_list", clip_id),
+      verb_index=_one(context, contract.VERB_INDEX_KEY, "int64_list", clip_id),
+      noun_index=_one(context, contract.NOUN_INDEX_KEY, "int64_list", clip_id),
+      action_index=_one(context, contract.ACTION_INDEX_KEY, "int64_list", clip_id),
+      schema_version=schema,
+  )
+
+
+# ---------------------------------------------------------------------------
+# Shard files. The pipelines write shards through Beam; these small writers and
+# readers serve tests, tools and the trainer, and define the file names.
+# ---------------------------------------------------------------------------
+def shard_name(prefix: str, index: int, count: int) -> str:
+  """NAME-00000-of-00016, the shard naming Scenic's reader expects."""
+  if not 0 <= index < count:
+    raise ValueError(f"shard index {index} outside 0..{count - 1}")
+  return SHARD_NAME_FORMAT.format(prefix=prefix, index=index, count=count)
+
+
+def write_tfrecord(path: str, serialized_records: Iterable[bytes]) -> int:
+  """Writes an uncompressed TFRecord file atomically (temp name, then rename)."""
+  import tensorflow as tf
+
+  temporary = f"{path}.incomplete"
+  count = 0
+  with tf.io.TFRecordWriter(temporary) as writer:
+    for serialized in serialized_records:
+      writer.write(serialized)
+      count += 1
+  tf.io.gfile.rename(temporary, path, overwrite=True)
+  return count
+
+
+def read_tfrecord(path: str) -> Iterator[bytes]:
+  """Yields the serialized records of a TFRecord file."""
+  import tensorflow as tf
+
+  for serialized in tf.data.TFRecordDataset([path]).as_numpy_iterator():
+    yield serialized
+
+
+def write_array_record(path: str, serialized_records: Iterable[bytes]) -> int:
+  """Writes an ArrayRecord file atomically (local paths; temp name, then rename)."""
+  from array_record.python.array_record_module import ArrayRecordWriter
+
+  temporary = f"{path}.incomplete"
+  count = 0
+  writer = ArrayRecordWriter(temporary, ARRAY_RECORD_WRITER_OPTIONS)
+  try:
+    for serialized in serialized_records:
+      writer.write(serialized)
+      count += 1
+  finally:
+    writer.close()
+  os.replace(temporary, path)
+  return count
+
+
+def read_array_record(path: str, indices: Optional[Sequence[int]] = None) -> list[bytes]:
+  """Reads all records of an ArrayRecord file, or those at `indices`."""
+  from array_record.python.array_record_module import ArrayRecordReader
+
+  reader = ArrayRecordReader(path)
+  try:
+    if indices is None:
+      return list(reader.read_all())
+    return list(reader.read(list(indices)))
+  finally:
+    reader.close()

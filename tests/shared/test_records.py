@@ -1,0 +1,104 @@
+"""The record format: round trips, Scenic's feature spec, TFRecord and ArrayRecord shards."""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from shared import contract, records
+from shared.media import generator
+
+
+def _jpeg(index: int, width: int = 96, height: int = 64) -> bytes:
+  buffer = io.BytesIO()
+  Image.fromarray(generator.paint_frame_code(index, width, height)).save(buffer, format="JPEG", quality=90)
+  return buffer.getvalue()
+
+
+def _record(clip_id="abcdefghijk_000001000", seconds=2.5, labels=((3, "dog"), (7, "bark")), **overrides):
+  samples = contract.num_audio_samples(seconds)
+  rows = contract.num_mel_rows(samples)
+  rng = np.random.default_rng(0)
+  fields = dict(
+      clip_id=clip_id, dataset="vggsound", source_id=clip_id[:11], start_s=1.0, end_s=1.0 + seconds,
+      jpeg_frames=[_jpeg(k) for k in range(contract.num_frames(seconds))], frame_width=96, frame_height=64,
+      melspec=rng.normal(size=(rows, contract.MEL_NUM_BINS)).astype(np.float32), num_audio_samples=samples,
+      label_indices=[i for i, _ in labels], label_names=[n for _, n in labels], has_audio=True,
+      decoded_duration_s=seconds, source_fps=29.97, source_width=640, source_height=360)
+  fields.update(overrides)
+  return records.ClipRecord(**fields)
+
+
+def _assert_same(a: records.ClipRecord, b: records.ClipRecord):
+  for field in a.__dataclass_fields__:
+    x, y = getattr(a, field), getattr(b, field)
+    if field == "melspec":
+      np.testing.assert_array_equal(x, y)
+    elif isinstance(x, float):
+      assert y == pytest.approx(x, abs=1e-6), field
+    else:
+      assert list(x) == list(y) if isinstance(x, (list, tuple)) else x == y, field
+
+
+def test_encode_decode_round_trip():
+  record = _record(verb_index=4, noun_index=12, action_index=77, has_audio=False)
+  _assert_same(record, records.decode(records.encode(record)))
+
+
+def test_scenic_reader_spec_parses_our_records():
+  record = _record()
+  context_spec, sequence_spec = records.scenic_feature_spec()
+  context, sequence = tf.io.parse_single_sequence_example(
+      records.encode(record), context_features=context_spec, sequence_features=sequence_spec)
+  assert sorted(tf.sparse.to_dense(context[contract.LABEL_INDEX_KEY]).numpy().tolist()) == [3, 7]
+  frames = sequence[contract.IMAGE_KEY].numpy()
+  assert len(frames) == 63
+  # Frame k decodes to the picture we stored for k.
+  for k in (0, 31, 62):
+    image = tf.io.decode_jpeg(frames[k]).numpy()
+    assert generator.read_frame_code(image) == k
+  melspec = sequence[contract.MELSPEC_KEY].numpy()
+  assert melspec.shape == (3, contract.MELSPEC_STEP_ROWS, contract.MEL_NUM_BINS)
+  rows = record.melspec.shape[0]
+  np.testing.assert_array_equal(melspec.reshape(-1, contract.MEL_NUM_BINS)[:rows], record.melspec)
+  assert not melspec.reshape(-1, contract.MEL_NUM_BINS)[rows:].any()  # zero padded
+
+
+def test_validate_refuses_a_melspec_that_does_not_match_the_audio():
+  record = _record()
+  bad = records.ClipRecord(**{**record.__dict__, "melspec": record.melspec[:-1]})
+  with pytest.raises(records.RecordError, match="rows"):
+    records.encode(bad)
+
+
+def test_decode_refuses_garbage_and_other_schemas():
+  with pytest.raises(records.RecordError):
+    records.decode(b"\x00not a record at all\xff" * 3)
+  old = records.encode(_record(schema_version=contract.SCHEMA_VERSION + 1))
+  with pytest.raises(records.RecordError, match="schema version"):
+    records.decode(old)
+  assert records.decode(old, check_schema=False).schema_version == contract.SCHEMA_VERSION + 1
+
+
+def test_tfrecord_and_array_record_hold_the_same_bytes(tmp_path):
+  import grain
+
+  serialized = [records.encode(_record(clip_id=f"clip{i:08d}", seconds=1.0 + i / 10)) for i in range(5)]
+  tfrecord_path = str(tmp_path / records.shard_name("train", 0, 1))
+  array_path = tfrecord_path + records.ARRAY_RECORD_SUFFIX
+  assert records.write_tfrecord(tfrecord_path, serialized) == 5
+  assert records.write_array_record(array_path, serialized) == 5
+  assert list(records.read_tfrecord(tfrecord_path)) == serialized
+  assert records.read_array_record(array_path) == serialized
+  assert records.read_array_record(array_path, [3, 1]) == [serialized[3], serialized[1]]
+  source = grain.sources.ArrayRecordDataSource([array_path])
+  assert len(source) == 5 and source[4] == serialized[4]
+  assert not list(tmp_path.glob("*.incomplete"))
+
+
+def test_shard_names_follow_scenic():
+  assert records.shard_name("vggsound-train", 3, 16) == "vggsound-train-00003-of-00016"
+  with pytest.raises(ValueError):
+    records.shard_name("x", 16, 16)
