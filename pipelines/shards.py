@@ -1,0 +1,169 @@
+"""Writing encoded clips into TFRecord and ArrayRecord shards.
+
+Clips go to shard ``hash(clip_id) % num_shards``: the assignment depends only
+on the clip id and the shard count, never on the order clips arrive in, so a
+re-run or a refresh over the same clips writes the same shards. Within a shard
+records are sorted by clip id, for the same reason.
+
+A shard is written under a temporary name and renamed when complete, so a
+worker killed mid-shard leaves no file that looks like a finished shard; the
+build manifest, written last, is what marks a build complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+import uuid
+from typing import Iterable, NamedTuple, Sequence
+
+import apache_beam as beam
+import numpy as np
+
+from shared import records
+
+TFRECORD = "tfrecord"
+ARRAYRECORD = "arrayrecord"
+FORMATS = (TFRECORD, ARRAYRECORD)
+
+
+class EncodedClip(NamedTuple):
+  """A clip ready for a shard, with the log-mel moments the manifest needs.
+
+  Attributes:
+    clip_id: the clip's id.
+    serialized: SequenceExample bytes (shared.records.encode).
+    melspec_sum: sum of the clip's log-mel values.
+    melspec_sum_squares: sum of their squares.
+    melspec_count: number of log-mel values.
+  """
+
+  clip_id: str
+  serialized: bytes
+  melspec_sum: float
+  melspec_sum_squares: float
+  melspec_count: int
+
+  @classmethod
+  def from_record(cls, record: records.ClipRecord, serialized: bytes | None = None) -> "EncodedClip":
+    melspec = np.asarray(record.melspec, np.float64)
+    return cls(record.clip_id, serialized if serialized is not None else records.encode(record),
+               float(melspec.sum()), float(np.square(melspec).sum()), int(melspec.size))
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardInfo:
+  """What one written shard holds.
+
+  Attributes:
+    index: shard index.
+    files: format name -> file name (relative to the output directory).
+    clip_ids: the clips in the shard, in file order.
+    num_bytes: total serialized bytes of the records.
+  """
+
+  index: int
+  files: dict
+  clip_ids: tuple
+  num_bytes: int
+
+
+def num_shards_for(num_clips: int, clips_per_shard: int) -> int:
+  """Shard count for a build: at least one, about clips_per_shard clips each."""
+  if clips_per_shard <= 0:
+    raise ValueError(f"clips_per_shard must be positive, got {clips_per_shard}")
+  return max(1, -(-num_clips // clips_per_shard))
+
+
+def shard_of(clip_id: str, num_shards: int) -> int:
+  """The shard a clip belongs to: a stable hash of its id (not Python's hash())."""
+  digest = hashlib.sha256(clip_id.encode("utf-8")).digest()
+  return int.from_bytes(digest[:8], "big") % num_shards
+
+
+def _join(directory: str, name: str) -> str:
+  return directory.rstrip("/") + "/" + name if "://" in directory else os.path.join(directory, name)
+
+
+def write_shard_files(output_dir: str, prefix: str, index: int, num_shards: int,
+                      clips: Iterable[EncodedClip], formats: Sequence[str]) -> ShardInfo:
+  """Writes one shard in each format, each under a temporary name then renamed."""
+  import tensorflow as tf
+
+  ordered = sorted(clips, key=lambda clip: clip.clip_id)
+  ids = [clip.clip_id for clip in ordered]
+  if len(set(ids)) != len(ids):
+    raise ValueError(f"shard {index}: a clip id appears twice")
+  serialized = [clip.serialized for clip in ordered]
+  name = records.shard_name(prefix, index, num_shards)
+  files = {}
+  if TFRECORD in formats:
+    path = _join(output_dir, name)
+    temporary = f"{path}.incomplete-{uuid.uuid4().hex}"
+    with tf.io.TFRecordWriter(temporary) as writer:
+      for item in serialized:
+        writer.write(item)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+    files[TFRECORD] = name
+  if ARRAYRECORD in formats:
+    # ArrayRecord writes local files only: write beside a local temp, then copy
+    # to the destination (a local rename, or a copy to gs://).
+    array_name = name + records.ARRAY_RECORD_SUFFIX
+    destination = _join(output_dir, array_name)
+    with tempfile.TemporaryDirectory() as scratch:
+      local = os.path.join(scratch, array_name)
+      records.write_array_record(local, serialized)
+      temporary = f"{destination}.incomplete-{uuid.uuid4().hex}"
+      tf.io.gfile.copy(local, temporary, overwrite=True)
+      tf.io.gfile.rename(temporary, destination, overwrite=True)
+    files[ARRAYRECORD] = array_name
+  return ShardInfo(index=index, files=files, clip_ids=tuple(ids), num_bytes=sum(len(s) for s in serialized))
+
+
+class _WriteShardFn(beam.DoFn):
+  """Writes the clips grouped under one shard index."""
+
+  def __init__(self, output_dir: str, prefix: str, num_shards: int, formats: Sequence[str]):
+    self._output_dir = output_dir
+    self._prefix = prefix
+    self._num_shards = num_shards
+    self._formats = tuple(formats)
+    self._shards_written = beam.metrics.Metrics.counter("shards", "shards_written")
+
+  def process(self, element):
+    index, clips = element
+    clips = [clip for clip in clips if clip is not None]  # None marks an empty shard
+    info = write_shard_files(self._output_dir, self._prefix, index, self._num_shards, clips, self._formats)
+    self._shards_written.inc()
+    yield info
+
+
+class WriteShards(beam.PTransform):
+  """EncodedClips -> shard files; outputs one ShardInfo per shard (empty shards too).
+
+  Every index in 0..num_shards-1 gets its files, so `NAME-*-of-N` is always
+  a complete set, as Scenic's reader assumes.
+  """
+
+  def __init__(self, output_dir: str, prefix: str, num_shards: int, formats: Sequence[str] = FORMATS):
+    super().__init__()
+    unknown = set(formats) - set(FORMATS)
+    if unknown or not formats:
+      raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {list(formats)}")
+    self._output_dir = output_dir
+    self._prefix = prefix
+    self._num_shards = num_shards
+    self._formats = tuple(formats)
+
+  def expand(self, clips):
+    num_shards = self._num_shards
+    keyed = clips | "KeyByShard" >> beam.Map(lambda clip: (shard_of(clip.clip_id, num_shards), clip))
+    every_shard = (clips.pipeline
+                   | "EveryShardIndex" >> beam.Create([(index, None) for index in range(num_shards)]))
+    return ((keyed, every_shard)
+            | "MergeWithEmptyShards" >> beam.Flatten()
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShardFiles" >> beam.ParDo(
+                _WriteShardFn(self._output_dir, self._prefix, num_shards, self._formats)))
