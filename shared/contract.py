@@ -13,6 +13,7 @@ everything else is ours and free to add.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any, Mapping, Sequence
 
@@ -223,11 +224,12 @@ class LabelMap:
     except KeyError:
       raise KeyError(f"{class_id!r} is not a class id of label map {self.name!r}") from None
 
-  @property
+  # Cached: parsers look labels up once per row, millions of times.
+  @functools.cached_property
   def _name_index(self) -> dict[str, int]:
     return {n: i for i, n in enumerate(self.names)}
 
-  @property
+  @functools.cached_property
   def _id_index(self) -> dict[str, int]:
     return {n: i for i, n in enumerate(self.ids or ())}
 

@@ -1,0 +1,260 @@
+"""The typed rows every dataset parser yields, and how bad rows are reported.
+
+Each parser turns one annotation line into a frozen :class:`ClipRequest` (what
+to fetch: which source, which span, which labels) or raises
+:class:`BadRowError` naming the file, the line number and the reason. The
+file-level parsers drive the line parsers through :func:`collect_rows`, which
+either stops at the first bad row or, with ``skip_bad_rows=True``, records it
+as a :class:`RejectedRow` and goes on. Nothing is dropped silently: a clip id
+seen twice is a bad row too (the second occurrence is rejected, naming the
+line of the first), never a merge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import os
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from shared import contract
+
+# Dataset names, as written under contract.DATASET_KEY.
+AUDIOSET = "audioset"
+VGGSOUND = "vggsound"
+EPIC_KITCHENS = "epic_kitchens"
+
+
+class AnnotationError(ValueError):
+  """An annotation file or row that cannot be trusted."""
+
+
+class BadRowError(AnnotationError):
+  """A malformed annotation row.
+
+  Attributes:
+    file: the file the row came from, as the caller named it.
+    line: 1-based physical line number in that file.
+    reason: what is wrong with the row.
+  """
+
+  def __init__(self, file: str, line: int, reason: str):
+    super().__init__(f"{file}:{line}: {reason}")
+    self.file = file
+    self.line = line
+    self.reason = reason
+
+  def __reduce__(self):
+    # Beam pickles exceptions across workers; keep the three fields.
+    return (type(self), (self.file, self.line, self.reason))
+
+
+class BadFileError(AnnotationError):
+  """A whole annotation file is unusable (bad header, truncated, wrong shape).
+
+  Attributes:
+    file: the file, as the caller named it.
+    reason: what is wrong with it.
+  """
+
+  def __init__(self, file: str, reason: str):
+    super().__init__(f"{file}: {reason}")
+    self.file = file
+    self.reason = reason
+
+  def __reduce__(self):
+    return (type(self), (self.file, self.reason))
+
+
+@dataclasses.dataclass(frozen=True)
+class RejectedRow:
+  """A row left out of a parse, and why (the ledger of ``skip_bad_rows=True``).
+
+  Attributes:
+    file: the file the row came from.
+    line: 1-based physical line number.
+    reason: why it was rejected (the message of its BadRowError).
+    raw: the line as read, without its line ending.
+  """
+
+  file: str
+  line: int
+  reason: str
+  raw: str
+
+
+@dataclasses.dataclass(frozen=True)
+class EpicAnnotation:
+  """The EPIC-KITCHENS fields of a narration beyond its span.
+
+  Attributes:
+    narration_id: e.g. "P01_11_0"; also the clip id.
+    participant_id: e.g. "P01".
+    video_id: e.g. "P01_11"; the video is ``PXX/videos/PXX_YY.MP4``.
+    narration_timestamp_s: when the narration was spoken, or None where the
+      file leaves it empty.
+    narration: the free-text narration, or None in unlabelled (test) files.
+    verb: the verb as narrated (a class instance, e.g. "put-down"), or None.
+    verb_class: index into the verb classes, or contract.NO_LABEL.
+    noun: the main noun as narrated (e.g. "bin:other"), or None.
+    noun_class: index into the noun classes, or contract.NO_LABEL.
+    all_nouns: every noun narrated, main noun first where the file says so.
+    all_noun_classes: their noun class indices, same order.
+    action_index: index of (verb_class, noun_class) in the action label map
+      built from the training pairs, or contract.NO_LABEL when the pair is not
+      in it, the row has no labels, or no action map was given.
+  """
+
+  narration_id: str
+  participant_id: str
+  video_id: str
+  narration_timestamp_s: float | None
+  narration: str | None
+  verb: str | None
+  verb_class: int
+  noun: str | None
+  noun_class: int
+  all_nouns: tuple[str, ...]
+  all_noun_classes: tuple[int, ...]
+  action_index: int = contract.NO_LABEL
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipRequest:
+  """One clip a build should hold: a span of a source with its labels.
+
+  Attributes:
+    dataset: AUDIOSET, VGGSOUND or EPIC_KITCHENS.
+    clip_id: unique within the dataset, filesystem safe, never starting with
+      "-" or "." (see clip_id.py); the EPIC narration id.
+    source_id: the YouTube id, or the EPIC video id.
+    start_s: span start in the source, seconds.
+    end_s: span end in the source, seconds (> start_s).
+    label_indices: indices into the parse's label map (AudioSet: every
+      positive class, file order; VGGSound: the one class; EPIC: the action
+      index, or empty when the action is NO_LABEL).
+    label_names: the class names of label_indices, same order.
+    split: "train", "test", "eval", ... where known, else None.
+    epic: the EPIC-KITCHENS fields, None for other datasets.
+  """
+
+  dataset: str
+  clip_id: str
+  source_id: str
+  start_s: float
+  end_s: float
+  label_indices: tuple[int, ...]
+  label_names: tuple[str, ...]
+  split: str | None = None
+  epic: EpicAnnotation | None = None
+
+  @property
+  def duration_s(self) -> float:
+    """end_s - start_s, rounded to the microsecond so 427.3 - 417.3 is 10.0."""
+    return round(self.end_s - self.start_s, 6)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParseResult:
+  """Everything a file parse produced.
+
+  Attributes:
+    rows: the good rows, in file order.
+    rejected: the rows left out, in file order (always empty unless the parse
+      ran with skip_bad_rows=True, since otherwise the first bad row raises).
+    label_map: the label map that rows' label_indices index into, or None
+      (EPIC parsed without an action map).
+  """
+
+  rows: tuple[ClipRequest, ...]
+  rejected: tuple[RejectedRow, ...]
+  label_map: contract.LabelMap | None
+
+
+def strip_line_ending(line: str) -> str:
+  """The line without its "\\n" or "\\r\\n" (several real files are CRLF), and
+  without a byte order mark (files read line by line elsewhere keep theirs)."""
+  return line.rstrip("\r\n").lstrip("\ufeff")
+
+
+def read_lines(path: str | os.PathLike) -> Iterator[str]:
+  """Lines of a UTF-8 text file, a leading byte order mark removed."""
+  # newline="" keeps "\r\n" whole so that physical line numbers stay exact.
+  with open(path, encoding="utf-8-sig", newline="") as handle:
+    yield from handle
+
+
+Row = TypeVar("Row")
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+  # Millions of new rows trigger a full cyclic collection again and again
+  # (a third of a 2M-row parse); rows hold no cycles, so nothing is lost by
+  # pausing it, and reference counting still frees everything as usual.
+  was_enabled = gc.isenabled()
+  gc.disable()
+  try:
+    yield
+  finally:
+    if was_enabled:
+      gc.enable()
+
+
+def collect_rows(
+    lines: Iterable[str],
+    *,
+    file: str,
+    parse_line: Callable[[str, int], Row | None],
+    clip_id_of: Callable[[Row], str],
+    skip_bad_rows: bool,
+) -> tuple[list[Row], list[RejectedRow], int]:
+  """Runs a line parser over a file, keeping a ledger of what it left out.
+
+  Args:
+    lines: the file's lines, line endings included or not.
+    file: the file's name for messages.
+    parse_line: (line, line_number) -> row, or None for a line that holds no
+      row (a comment, a blank line); raises BadRowError for a bad one.
+    clip_id_of: the row's identity; a second row with the same one is a bad
+      row ("duplicate clip id ...").
+    skip_bad_rows: record bad rows and go on instead of raising.
+
+  Returns:
+    (rows, rejected, data_lines): data_lines counts the lines that were meant
+    to hold a row, good or bad, so callers can check a declared row count.
+
+  Raises:
+    BadRowError: on the first bad row, unless skip_bad_rows.
+  """
+  rows: list[Row] = []
+  rejected: list[RejectedRow] = []
+  first_line_of: dict[str, int] = {}
+  data_lines = 0
+
+  def reject(error: BadRowError, line: str) -> None:
+    if not skip_bad_rows:
+      raise error
+    rejected.append(RejectedRow(file=error.file, line=error.line, reason=error.reason, raw=strip_line_ending(line)))
+
+  with _cyclic_gc_paused():
+    for line_number, line in enumerate(lines, start=1):
+      try:
+        row = parse_line(line, line_number)
+      except BadRowError as error:
+        data_lines += 1
+        reject(error, line)
+        continue
+      if row is None:
+        continue
+      data_lines += 1
+      clip_id = clip_id_of(row)
+      if clip_id in first_line_of:
+        reason = f"duplicate clip id {clip_id!r}, first at line {first_line_of[clip_id]}"
+        reject(BadRowError(file, line_number, reason), line)
+        continue
+      first_line_of[clip_id] = line_number
+      rows.append(row)
+  return rows, rejected, data_lines
+
