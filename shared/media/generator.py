@@ -63,7 +63,8 @@ class ClipSpec:
     audio_sample_rate: source sample rate (Opus is always 48 kHz).
     audio_channels: 1 or 2; both channels carry the same tone.
     start_offset_s: presentation time of the first frame and sample; MPEG-PS
-      muxers add their own offset on top.
+      muxers add their own offset on top, and MPEG-2 video rounds it to a
+      whole frame.
     variable_frame_rate: if true, frame intervals vary between 0.5 and 2
       nominal intervals (seeded), as screen recordings and phones produce.
     seed: seeds the variable frame rate pattern.
@@ -251,7 +252,9 @@ def write_clip(
       for index, t in enumerate(frame_times):
         image = np.ascontiguousarray(paint_frame(index, float(t), spec.width, spec.height))
         frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-        frame.pts = int(round((t + spec.start_offset_s) / codec_time_base))
+        # Offset and time rounded apart: MPEG-2's clock is 1/fps, where an
+        # offset of half a frame would round two frames onto one timestamp.
+        frame.pts = int(round(t / codec_time_base)) + int(round(spec.start_offset_s / codec_time_base))
         frame.time_base = codec_time_base
         for packet in video_stream.encode(frame):
           container.mux(packet)
@@ -276,6 +279,8 @@ def write_clip(
         container.mux(packet)
 
   frame_times, audio_start = _probe_times(path, spec)
+  if audio_stream is not None:
+    audio_start = _audio_content_start(path, samples, sample_rate, fallback=audio_start)
   return GeneratedClip(path=path, spec=spec, frame_times=frame_times, audio_start_s=audio_start,
                        audio_sample_rate=sample_rate)
 
@@ -298,6 +303,56 @@ def _probe_times(path: str, spec: ClipSpec) -> tuple[np.ndarray, Optional[float]
         stream_start = float(packet.stream.start_time * packet.stream.time_base)
         audio_start = max(stream_start, spec.start_offset_s) if spec.container != "mpg" else stream_start
   return np.sort(np.asarray(frame_pts)) - origin, (None if audio_start is None else audio_start - origin)
+
+
+# How far into the decoded audio the written samples may begin (priming and
+# filterbank delays are at most ~2048 samples), and how many to match.
+_MAX_AUDIO_DELAY_SAMPLES = 4096
+_MATCH_SAMPLES = 4096
+
+
+def _audio_content_start(path: str, written: np.ndarray, sample_rate: int, fallback: float) -> float:
+  """Where the first written audio sample plays, on the file's clock.
+
+  Encoders prepend priming samples (AAC 1024, Opus 312, MP2 its 481-sample
+  filterbank delay) and move their timestamps back to compensate. Whether a
+  decoder then drops them depends on the container: an mp4 edit list drops
+  AAC priming only when the stream starts at zero (and the mov muxer rounds a
+  non-zero start to its millisecond movie clock), Opus pre-skip is always
+  dropped, MPEG-PS cannot signal it at all. Rather than keep a table of these,
+  decode the start of the audio and find the written samples in it: the lag
+  whose silence-then-signal best explains the decoded samples. The silence
+  term makes a periodic tone unambiguous. Falls back to `fallback` when the
+  written audio starts too quietly to be found.
+  """
+  reference = np.asarray(written[:_MATCH_SAMPLES], np.float64)
+  if reference.size == 0 or np.mean(reference**2) < 1e-4:
+    return fallback
+  with av.open(path) as container:
+    origin = (container.start_time or 0) / av.time_base
+    resampler = av.AudioResampler(format="fltp")  # planar float; every channel holds the signal
+    chunks, first_time, have = [], None, 0
+    for frame in container.decode(audio=0):
+      if first_time is None:
+        first_time = float(frame.pts * frame.time_base) - origin
+      for planar in resampler.resample(frame):
+        chunks.append(planar.to_ndarray()[0])
+        have += chunks[-1].size
+      if have >= _MAX_AUDIO_DELAY_SAMPLES + reference.size:
+        break
+  if first_time is None:
+    return fallback
+  decoded = np.concatenate(chunks).astype(np.float64)
+  max_lag = min(_MAX_AUDIO_DELAY_SAMPLES, decoded.size - reference.size)
+  if max_lag < 0:
+    return fallback
+  # error(lag) = sum(decoded[:lag]^2) + sum((decoded[lag:lag+n] - reference)^2)
+  window = np.lib.stride_tricks.sliding_window_view(decoded, reference.size)[:max_lag + 1]
+  cumulative_energy = np.concatenate([[0.0], np.cumsum(decoded**2)])
+  leading_energy = cumulative_energy[:max_lag + 1]
+  window_energy = cumulative_energy[reference.size:reference.size + max_lag + 1] - leading_energy
+  error = leading_energy + window_energy - 2 * (window @ reference) + np.sum(reference**2)
+  return first_time + int(np.argmin(error)) / sample_rate
 
 
 def main(argv=None) -> None:
