@@ -1,0 +1,154 @@
+"""Command line: download the clips of a CSV and record each in the ledger.
+
+    python -m pipelines.download CLIPS.csv --output_dir clips/ --ledger_dir ledger/
+    python -m pipelines.download CLIPS.csv --output_dir clips/ \\
+        --url_template 'http://127.0.0.1:8000/{ytid}.mp4'      # a local mirror
+
+CLIPS.csv has one clip per line, ``YTID,START[,END,...]``; lines starting with
+"#" are comments and spaces after commas are ignored, so AudioSet segment files
+(``YTID, start, end, "labels"``) work as they are. When the third column is not
+a number (VGGSound's ``YTID,start,label,split``), the clip lasts ``--duration``
+seconds. Clip ids are ``yt_{ytid}_{start_ms:09d}`` (pipelines.sources.clip_id).
+The dataset parsers in pipelines.sources are the full readers; this is the
+quick path from a list of segments to files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import logging
+import sys
+import time
+from typing import Iterator, Optional
+
+from pipelines.download.backoff import RetryPolicy
+from pipelines.download.downloader import ClipDownloader, DownloadConfig
+from pipelines.download.identifiers import DEFAULT_URL_TEMPLATE
+from pipelines.download.ledger import LedgerWriter
+from pipelines.download.results import DownloadRequest
+
+
+class ClipListError(ValueError):
+  """A clip list line that cannot be read as YTID,START[,END]."""
+
+
+def read_clip_list(path: str, default_duration_s: float = 10.0) -> Iterator[DownloadRequest]:
+  """The clips of a ``YTID,START[,END,...]`` file, in file order.
+
+  Malformed YouTube ids are passed through: the downloader refuses them and
+  the ledger records why. Lines whose times do not parse raise ClipListError.
+  """
+  from pipelines.sources.clip_id import is_youtube_id, youtube_clip_id  # pylint: disable=g-import-not-at-top
+
+  with open(path, newline="", encoding="utf-8") as clips:
+    for line_number, row in enumerate(csv.reader(clips, skipinitialspace=True), start=1):
+      if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
+        continue
+      if len(row) < 2:
+        raise ClipListError(f"{path}:{line_number}: expected YTID,START[,END], got {row!r}")
+      ytid = row[0].strip()
+      try:
+        start = float(row[1])
+      except ValueError:
+        raise ClipListError(f"{path}:{line_number}: start {row[1]!r} is not a number") from None
+      try:
+        end = float(row[2]) if len(row) > 2 else start + default_duration_s
+      except ValueError:
+        end = start + default_duration_s  # VGGSound: the third column is the label
+      try:
+        clip_id = youtube_clip_id(ytid, row[1].strip()) if is_youtube_id(ytid) else f"line{line_number:09d}"
+      except ValueError:
+        clip_id = f"line{line_number:09d}"
+      yield DownloadRequest(clip_id=clip_id, source_id=ytid, start_s=start, end_s=end)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="python -m pipelines.download",
+      description="Download the section of each clip in a CSV with yt-dlp, verify it decodes and covers its "
+      "span, and record every clip (ok or failed, and why) in the availability ledger.")
+  parser.add_argument("clips", help="CSV of YTID,START[,END,...] lines (AudioSet segment files work as is)")
+  parser.add_argument("--output_dir", required=True, help="directory for the clip files ({clip_id}.{ext})")
+  parser.add_argument("--ledger_dir", help="ledger directory (local or gs://); this run adds one file to it")
+  parser.add_argument("--url_template", default=DEFAULT_URL_TEMPLATE,
+                      help="where videos come from, with {ytid}; default %(default)s; a mirror: "
+                      "http://127.0.0.1:PORT/{ytid}.mp4")
+  parser.add_argument("--duration", type=float, default=10.0, help="clip length when a line has no end (seconds)")
+  parser.add_argument("--max_height", type=int, default=360, help="video height cap (default %(default)s)")
+  parser.add_argument("--margin", type=float, default=1.0, help="seconds fetched on each side of the span")
+  parser.add_argument("--exact_cuts", action="store_true", help="re-encode for frame-exact cuts (slower)")
+  parser.add_argument("--cookies", help="Netscape cookies file for yt-dlp (never logged)")
+  parser.add_argument("--proxy", help="proxy URL, may contain user:password@ (never logged)")
+  parser.add_argument("--concurrency", type=int, default=2, help="clips downloaded at once (default %(default)s)")
+  parser.add_argument("--sleep_between_clips", type=float, default=0.0,
+                      help="least seconds between clip downloads starting (plus up to 50%% jitter)")
+  parser.add_argument("--sleep_between_requests", type=float, default=0.0,
+                      help="seconds yt-dlp waits between its extraction requests")
+  parser.add_argument("--rate_limit", type=int, help="download rate cap in bytes/s (yt-dlp's own downloader)")
+  parser.add_argument("--attempts", type=int, default=3, help="attempts per clip for transient failures")
+  parser.add_argument("--retry_base_delay", type=float, default=2.0, help="first backoff delay, seconds")
+  parser.add_argument("--retry_max_delay", type=float, default=60.0, help="longest backoff delay, seconds")
+  parser.add_argument("--max_retry_after", type=float, default=120.0,
+                      help="longest Retry-After honoured; a longer one ends the clip's retries")
+  parser.add_argument("--socket_timeout", type=float, default=20.0, help="seconds before a silent server fails")
+  parser.add_argument("--require_audio", action="store_true", help="treat clips without audio as invalid")
+  parser.add_argument("--no_reuse", action="store_true", help="download again even if a verified file exists")
+  parser.add_argument("--limit", type=int, help="only the first N clips")
+  parser.add_argument("-v", "--verbose", action="store_true", help="log each clip, and yt-dlp's output")
+  return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+  args = build_parser().parse_args(argv)
+  logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+  if args.verbose:
+    logging.getLogger("pipelines.download").setLevel(logging.DEBUG)
+
+  config = DownloadConfig(
+      output_dir=args.output_dir, url_template=args.url_template, max_height=args.max_height,
+      margin_s=args.margin, exact_cuts=args.exact_cuts, cookies_file=args.cookies, proxy=args.proxy,
+      socket_timeout_s=args.socket_timeout, concurrency=args.concurrency,
+      sleep_between_clips_s=args.sleep_between_clips, sleep_between_requests_s=args.sleep_between_requests,
+      rate_limit_bytes_per_s=args.rate_limit, require_audio=args.require_audio, reuse_existing=not args.no_reuse,
+      retry=RetryPolicy(max_attempts=args.attempts, base_delay_s=args.retry_base_delay,
+                        max_delay_s=args.retry_max_delay, max_retry_after_s=args.max_retry_after))
+  downloader = ClipDownloader(config)
+  clips = read_clip_list(args.clips, default_duration_s=args.duration)
+  if args.limit is not None:
+    clips = (clip for index, clip in enumerate(clips) if index < args.limit)
+
+  counts = collections.Counter()
+  total_bytes = 0
+  started = time.monotonic()
+  writer = LedgerWriter(args.ledger_dir) if args.ledger_dir else None
+  try:
+    for result in downloader.download_many(clips):
+      if writer is not None:
+        writer.append_result(result)
+      if result.ok:
+        counts["ok"] += 1
+        total_bytes += result.num_bytes
+        print(f"ok      {result.clip_id}  {result.num_bytes} bytes  {result.path}", flush=True)
+      else:
+        counts[f"failed {result.failure_class.value}/{result.reason.value}"] += 1
+        print(f"failed  {result.clip_id}  {result.failure_class.value}/{result.reason.value}: {result.message}",
+              flush=True)
+  finally:
+    if writer is not None:
+      writer.close()
+  elapsed = time.monotonic() - started
+  done = sum(counts.values())
+  print(f"\n{done} clips in {elapsed:.1f} s: {counts['ok']} ok ({total_bytes / 1e6:.1f} MB), "
+        f"{done - counts['ok']} failed")
+  for key, count in sorted(counts.items()):
+    if key != "ok":
+      print(f"  {key}: {count}")
+  if writer is not None:
+    print(f"ledger: {writer.path}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
