@@ -8,9 +8,8 @@ then measures, each a few times in fresh processes, and prints medians:
   the least any decoder of this clip can spend;
 * media core, per clip end to end, in a worker process after a warm-up clip
   (as a pipeline worker runs): decode_clip (250 frames resized and
-  JPEG-encoded, audio resampled), log-mel and its record packing, serialize
-  (shared.records.encode when shared/records.py exists, else a SequenceExample
-  built with TensorFlow's protos).
+  JPEG-encoded, audio resampled), log-mel, and serialize (shared.records.encode,
+  which packs the log-mel into its one-second steps).
 
 CPU time is user + system of the measured process and all its threads (and
 children, for the floor); peak memory is the process's maximum resident set.
@@ -100,43 +99,21 @@ def textured_painter(width: int, height: int):
 # Worker: runs inside a fresh process, prints one JSON line.
 # ---------------------------------------------------------------------------
 def _serializer(choice: str):
-  """Returns (name, fn(decoded, melspec) -> bytes or None)."""
-  from shared import contract
-  from shared.media import logmel
-
+  """Returns (name, fn(decoded, melspec) -> bytes)."""
   if choice == "none":
     return "none", lambda decoded, melspec: b""
-  use_records = os.path.exists(os.path.join(REPO_ROOT, "shared", "records.py")) and choice in ("auto", "records")
-  if choice == "records" and not use_records:
-    raise SystemExit("--serializer records: shared/records.py does not exist")
-  if use_records:
-    from shared import records
+  from shared import records
 
-    def encode_with_records(decoded, melspec):
-      record = records.ClipRecord(
-          clip_id="bench", dataset="bench", source_id="bench", start_s=decoded.start_s, end_s=decoded.end_s,
-          jpeg_frames=decoded.jpeg_frames, frame_width=decoded.frame_width, frame_height=decoded.frame_height,
-          melspec=melspec, num_audio_samples=int(decoded.audio.shape[0]), label_indices=[0], label_names=["bench"],
-          has_audio=decoded.has_audio, decoded_duration_s=decoded.decoded_duration_s, source_fps=decoded.source_fps,
-          source_width=decoded.source_width, source_height=decoded.source_height)
-      return records.encode(record)
+  def encode(decoded, melspec):
+    record = records.ClipRecord(
+        clip_id="bench", dataset="bench", source_id="bench", start_s=decoded.start_s, end_s=decoded.end_s,
+        jpeg_frames=decoded.jpeg_frames, frame_width=decoded.frame_width, frame_height=decoded.frame_height,
+        melspec=melspec, num_audio_samples=int(decoded.audio.shape[0]), label_indices=[0], label_names=["bench"],
+        has_audio=decoded.has_audio, decoded_duration_s=decoded.decoded_duration_s, source_fps=decoded.source_fps,
+        source_width=decoded.source_width, source_height=decoded.source_height)
+    return records.encode(record)
 
-    return "shared.records.encode", encode_with_records
-
-  from tensorflow.core.example import example_pb2
-
-  def encode_with_protos(decoded, melspec):
-    example = example_pb2.SequenceExample()
-    example.context.feature[contract.LABEL_INDEX_KEY].int64_list.value.append(0)
-    frames = example.feature_lists.feature_list[contract.IMAGE_KEY].feature
-    for jpeg in decoded.jpeg_frames:
-      frames.add().bytes_list.value.append(jpeg)
-    steps = example.feature_lists.feature_list[contract.MELSPEC_KEY].feature
-    for step in logmel.pack_melspec_steps(melspec):
-      steps.add().float_list.value.extend(step.tolist())
-    return example.SerializeToString()
-
-  return "tf.train.SequenceExample", encode_with_protos
+  return "shared.records.encode", encode
 
 
 def _peak_rss_mb() -> float:
@@ -175,7 +152,6 @@ def worker(clip_path: str, start_s: float, end_s: float, decoder_threads: int, s
     decoded = decoder.decode(clip_path, start_s, end_s)
     marks.append((_cpu_now(), time.perf_counter()))
     melspec = logmel.log_mel(decoded.audio)
-    logmel.pack_melspec_steps(melspec)
     marks.append((_cpu_now(), time.perf_counter()))
     serialized = serialize(decoded, melspec)
     marks.append((_cpu_now(), time.perf_counter()))
@@ -217,9 +193,8 @@ def main(argv=None) -> int:
   parser.add_argument("--fps", type=float, default=30.0)
   parser.add_argument("--clip", help="benchmark this media file instead of generating one (span: 0..--duration)")
   parser.add_argument("--decoder_threads", type=int, default=1, help="DecodeOptions.decoder_threads (0: FFmpeg auto)")
-  parser.add_argument("--serializer", choices=("auto", "records", "tf", "none"), default="auto",
-                      help="auto: shared.records.encode if shared/records.py exists, else TensorFlow's protos; "
-                      "none: leave serialization (and its TensorFlow import) out")
+  parser.add_argument("--serializer", choices=("records", "none"), default="records",
+                      help="records: shared.records.encode; none: leave serialization out")
   parser.add_argument("--content", choices=("clock", "textured"), default="clock",
                       help="clock: the generator's frame-counter blocks (flat, very cheap to decode); textured: a "
                       "panning noise texture, whose decode costs what camera footage costs")
@@ -275,7 +250,7 @@ def main(argv=None) -> int:
        max(r["peak_rss_mb"] for r in floor_runs)),
       ("core: decode (frames resized + JPEG, audio resampled)", _median(core_runs, "decode_cpu_s"),
        _median(core_runs, "decode_wall_s"), None),
-      ("core: log-mel + step packing", _median(core_runs, "logmel_cpu_s"), _median(core_runs, "logmel_wall_s"), None),
+      ("core: log-mel", _median(core_runs, "logmel_cpu_s"), _median(core_runs, "logmel_wall_s"), None),
       (f"core: serialize ({core_runs[0]['serializer']})", _median(core_runs, "serialize_cpu_s"),
        _median(core_runs, "serialize_wall_s"), None),
       ("core: total per clip", core_cpu, _median(core_runs, "total_wall_s"), core_peak),

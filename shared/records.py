@@ -6,20 +6,24 @@ context keys from :mod:`shared.contract`. The same serialized bytes go into
 TFRecord shards (what Scenic reads) and ArrayRecord shards (what grain reads by
 index), so both formats hold byte-identical records.
 
-Encoding and decoding here are plain protobuf work (no TensorFlow graph), so a
-Beam worker or a grain worker can call them per element.
+Encoding and decoding here are plain protobuf work on TensorFlow's message
+definitions declared without TensorFlow (shared/example_proto.py), so a Beam or
+grain worker can call them per element without loading TensorFlow.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import struct
+import uuid
 from typing import Iterable, Iterator, Optional, Sequence
 
+import google_crc32c
 import numpy as np
-from tensorflow.core.example import example_pb2, feature_pb2
 
 from shared import contract
+from shared import example_proto as pb
 
 # Shard files are named like Scenic's tables: NAME-00000-of-00016.
 SHARD_NAME_FORMAT = "{prefix}-{index:05d}-of-{count:05d}"
@@ -125,20 +129,23 @@ def scenic_feature_spec():
 # ---------------------------------------------------------------------------
 # Encoding.
 # ---------------------------------------------------------------------------
-def _bytes(values: Iterable[bytes]) -> feature_pb2.Feature:
-  return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=list(values)))
+def _bytes(values: Iterable[bytes]) -> pb.Feature:
+  return pb.Feature(bytes_list=pb.BytesList(value=list(values)))
 
 
-def _ints(values: Iterable[int]) -> feature_pb2.Feature:
-  return feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=[int(v) for v in values]))
+def _ints(values: Iterable[int]) -> pb.Feature:
+  return pb.Feature(int64_list=pb.Int64List(value=[int(v) for v in values]))
 
 
-def _floats(values) -> feature_pb2.Feature:
-  return feature_pb2.Feature(float_list=feature_pb2.FloatList(value=values))
+def _floats(values) -> pb.Feature:
+  return pb.Feature(float_list=pb.FloatList(value=values))
 
 
 def melspec_to_steps(melspec: np.ndarray) -> np.ndarray:
-  """[rows, bins] -> [steps, MELSPEC_STEP_FLOATS], the last step zero padded."""
+  """[rows, bins] -> [steps, MELSPEC_STEP_FLOATS]: step i is second i, row-major, the last zero padded."""
+  melspec = np.asarray(melspec)
+  if melspec.ndim != 2 or melspec.shape[1] != contract.MEL_NUM_BINS or melspec.shape[0] == 0:
+    raise ValueError(f"melspec must be [rows > 0, {contract.MEL_NUM_BINS}], got shape {melspec.shape}")
   rows = melspec.shape[0]
   steps = contract.num_melspec_steps(rows)
   padded = np.zeros((steps * contract.MELSPEC_STEP_ROWS, contract.MEL_NUM_BINS), np.float32)
@@ -149,7 +156,7 @@ def melspec_to_steps(melspec: np.ndarray) -> np.ndarray:
 def encode(record: ClipRecord) -> bytes:
   """Serializes a clip to SequenceExample bytes (validated first)."""
   record.validate()
-  example = example_pb2.SequenceExample()
+  example = pb.SequenceExample()
   context = example.context.feature
   context[contract.LABEL_INDEX_KEY].CopyFrom(_ints(record.label_indices))
   context[contract.LABEL_TEXT_KEY].CopyFrom(_bytes(n.encode("utf-8") for n in record.label_names))
@@ -177,7 +184,8 @@ def encode(record: ClipRecord) -> bytes:
     frames.add().bytes_list.value.append(jpeg)
   melspec_steps = example.feature_lists.feature_list[contract.MELSPEC_KEY].feature
   for step in melspec_to_steps(np.asarray(record.melspec, np.float32)):
-    melspec_steps.add().float_list.value.extend(step)
+    # A list extends a repeated float field several times faster than numpy rows.
+    melspec_steps.add().float_list.value.extend(step.tolist())
   return example.SerializeToString()
 
 
@@ -200,7 +208,7 @@ def decode(serialized: bytes, check_schema: bool = True) -> ClipRecord:
     RecordError: the bytes are not a record of this contract (or, with
       check_schema, were written under another schema version).
   """
-  example = example_pb2.SequenceExample()
+  example = pb.SequenceExample()
   try:
     example.ParseFromString(serialized)
   except Exception as error:  # protobuf raises its own DecodeError type
@@ -256,33 +264,88 @@ def shard_name(prefix: str, index: int, count: int) -> str:
   return SHARD_NAME_FORMAT.format(prefix=prefix, index=index, count=count)
 
 
+# TFRecord framing, per record: uint64 length, masked CRC-32C of the length,
+# the data, masked CRC-32C of the data (all little endian). Written here rather
+# than through tf.io so that writers need no TensorFlow.
+_CRC_MASK_DELTA = 0xA282EAD8
+
+
+def _masked_crc(data: bytes) -> int:
+  crc = google_crc32c.value(data)
+  return (((crc >> 15) | (crc << 17)) + _CRC_MASK_DELTA) & 0xFFFFFFFF
+
+
+def tfrecord_frame(serialized: bytes) -> bytes:
+  """One record framed as TFRecord files hold it."""
+  length = struct.pack("<Q", len(serialized))
+  return b"".join((length, struct.pack("<I", _masked_crc(length)), serialized,
+                   struct.pack("<I", _masked_crc(serialized))))
+
+
+def open_file(path: str, mode: str):
+  """A local file, or a remote one (gs://...) through TensorFlow's file system layer."""
+  if "://" in path:
+    import tensorflow as tf
+
+    return tf.io.gfile.GFile(path, mode)
+  return open(path, mode)
+
+
+def rename(source: str, destination: str) -> None:
+  """Replaces `destination` with `source` (atomic on local disks)."""
+  if "://" in source or "://" in destination:
+    import tensorflow as tf
+
+    tf.io.gfile.rename(source, destination, overwrite=True)
+  else:
+    os.replace(source, destination)
+
+
 def write_tfrecord(path: str, serialized_records: Iterable[bytes]) -> int:
   """Writes an uncompressed TFRecord file atomically (temp name, then rename)."""
-  import tensorflow as tf
-
-  temporary = f"{path}.incomplete"
+  temporary = f"{path}.incomplete-{uuid.uuid4().hex}"
   count = 0
-  with tf.io.TFRecordWriter(temporary) as writer:
+  with open_file(temporary, "wb") as f:
     for serialized in serialized_records:
-      writer.write(serialized)
+      f.write(tfrecord_frame(serialized))
       count += 1
-  tf.io.gfile.rename(temporary, path, overwrite=True)
+  rename(temporary, path)
   return count
 
 
 def read_tfrecord(path: str) -> Iterator[bytes]:
-  """Yields the serialized records of a TFRecord file."""
-  import tensorflow as tf
+  """Yields the serialized records of a TFRecord file, checking every CRC.
 
-  for serialized in tf.data.TFRecordDataset([path]).as_numpy_iterator():
-    yield serialized
+  Raises:
+    RecordError: the file is truncated or corrupt (naming the file and offset).
+  """
+  with open_file(path, "rb") as f:
+    offset = 0
+    while True:
+      header = f.read(12)
+      if not header:
+        return
+      if len(header) < 12:
+        raise RecordError(f"{path}: truncated record header at byte {offset}")
+      length_bytes, length_crc = header[:8], struct.unpack("<I", header[8:])[0]
+      if _masked_crc(length_bytes) != length_crc:
+        raise RecordError(f"{path}: corrupt record length at byte {offset}")
+      (length,) = struct.unpack("<Q", length_bytes)
+      data = f.read(length)
+      footer = f.read(4)
+      if len(data) < length or len(footer) < 4:
+        raise RecordError(f"{path}: truncated record at byte {offset} ({len(data)} of {length} bytes)")
+      if _masked_crc(data) != struct.unpack("<I", footer)[0]:
+        raise RecordError(f"{path}: corrupt record data at byte {offset}")
+      offset += 16 + length
+      yield data
 
 
 def write_array_record(path: str, serialized_records: Iterable[bytes]) -> int:
   """Writes an ArrayRecord file atomically (local paths; temp name, then rename)."""
   from array_record.python.array_record_module import ArrayRecordWriter
 
-  temporary = f"{path}.incomplete"
+  temporary = f"{path}.incomplete-{uuid.uuid4().hex}"
   count = 0
   writer = ArrayRecordWriter(temporary, ARRAY_RECORD_WRITER_OPTIONS)
   try:

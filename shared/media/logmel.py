@@ -147,27 +147,3 @@ def log_mel(waveform: np.ndarray) -> np.ndarray:
   power = spectrum.real**2 + spectrum.imag**2
   mel_energies = power @ mel_filterbank(contract.MEL_NUM_BINS, fft_size, contract.AUDIO_SAMPLE_RATE)
   return np.log(np.maximum(mel_energies, _LOG_FLOOR)).astype(np.float32)
-
-
-def pack_melspec_steps(melspec: np.ndarray) -> np.ndarray:
-  """Lays a log-mel out as the record's feature list: one step per second.
-
-  Args:
-    melspec: [rows, contract.MEL_NUM_BINS] log-mel.
-
-  Returns:
-    float32 [contract.num_melspec_steps(rows), contract.MELSPEC_STEP_FLOATS];
-    step i holds rows [i * MELSPEC_STEP_ROWS, (i + 1) * MELSPEC_STEP_ROWS)
-    row-major, and the rows missing from the last step are zeros.
-
-  Raises:
-    ValueError: melspec is not [rows, contract.MEL_NUM_BINS] with rows > 0.
-  """
-  melspec = np.asarray(melspec)
-  if melspec.ndim != 2 or melspec.shape[1] != contract.MEL_NUM_BINS or melspec.shape[0] == 0:
-    raise ValueError(f"melspec must be [rows > 0, {contract.MEL_NUM_BINS}], got shape {melspec.shape}")
-  rows = melspec.shape[0]
-  steps = contract.num_melspec_steps(rows)
-  packed = np.zeros((steps * contract.MELSPEC_STEP_ROWS, contract.MEL_NUM_BINS), np.float32)
-  packed[:rows] = melspec
-  return packed.reshape(steps, contract.MELSPEC_STEP_FLOATS)

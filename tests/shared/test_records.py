@@ -102,3 +102,50 @@ def test_shard_names_follow_scenic():
   assert records.shard_name("vggsound-train", 3, 16) == "vggsound-train-00003-of-00016"
   with pytest.raises(ValueError):
     records.shard_name("x", 16, 16)
+
+
+def test_our_tfrecord_files_match_tensorflows(tmp_path):
+  serialized = [records.encode(_record(clip_id=f"clip{i:08d}", seconds=1.0)) for i in range(3)]
+  ours, theirs = str(tmp_path / "ours"), str(tmp_path / "theirs")
+  records.write_tfrecord(ours, serialized)
+  with tf.io.TFRecordWriter(theirs) as writer:
+    for item in serialized:
+      writer.write(item)
+  with open(ours, "rb") as a, open(theirs, "rb") as b:
+    assert a.read() == b.read()
+  assert list(tf.data.TFRecordDataset([ours]).as_numpy_iterator()) == serialized
+
+
+def test_tensorflows_own_protos_parse_our_bytes():
+  from tensorflow.core.example import example_pb2
+
+  record = _record()
+  example = example_pb2.SequenceExample.FromString(records.encode(record))
+  assert example.context.feature[contract.CLIP_ID_KEY].bytes_list.value[0].decode() == record.clip_id
+  assert len(example.feature_lists.feature_list[contract.IMAGE_KEY].feature) == len(record.jpeg_frames)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_tfrecord_files_are_refused_with_the_offset(tmp_path, damage):
+  path = tmp_path / "shard"
+  records.write_tfrecord(str(path), [b"a" * 100, b"b" * 100])
+  data = bytearray(path.read_bytes())
+  if damage == "truncate":
+    data = data[:-30]
+  else:
+    data[130] ^= 0xFF  # inside the second record's payload
+  path.write_bytes(bytes(data))
+  with pytest.raises(records.RecordError, match="byte 116"):
+    list(records.read_tfrecord(str(path)))
+
+
+def test_melspec_steps_are_whole_seconds_row_major():
+  rows = 250
+  melspec = np.arange(rows * contract.MEL_NUM_BINS, dtype=np.float32).reshape(rows, contract.MEL_NUM_BINS) + 1
+  steps = records.melspec_to_steps(melspec)
+  assert steps.shape == (3, contract.MELSPEC_STEP_FLOATS) and steps.dtype == np.float32
+  np.testing.assert_array_equal(steps[1, :contract.MEL_NUM_BINS], melspec[contract.MELSPEC_STEP_ROWS])
+  assert not steps.reshape(-1, contract.MEL_NUM_BINS)[rows:].any()
+  for bad in (np.ones((0, contract.MEL_NUM_BINS)), np.ones((10, 64)), np.ones(128)):
+    with pytest.raises(ValueError):
+      records.melspec_to_steps(bad)

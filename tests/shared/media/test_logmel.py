@@ -86,23 +86,3 @@ def test_a_tone_lands_in_its_mel_bin():
   tone = np.sin(2 * np.pi * 1000.0 * np.arange(rate) / rate).astype(np.float32)
   loudest_bin = int(np.bincount(logmel.log_mel(tone).argmax(axis=1)).argmax())
   assert loudest_bin == int(logmel.mel_filterbank()[round(1000.0 * 512 / rate)].argmax())
-
-
-def test_pack_melspec_steps_pads_the_last_second():
-  rows = 250
-  melspec = np.arange(rows * contract.MEL_NUM_BINS, dtype=np.float32).reshape(rows, contract.MEL_NUM_BINS) + 1
-  steps = logmel.pack_melspec_steps(melspec)
-  assert steps.shape == (contract.num_melspec_steps(rows), contract.MELSPEC_STEP_FLOATS) == (3, 12_800)
-  assert steps.dtype == np.float32
-  unpacked = steps.reshape(-1, contract.MEL_NUM_BINS)
-  np.testing.assert_array_equal(unpacked[:rows], melspec)
-  assert not unpacked[rows:].any()
-  # Step i is second i, row-major.
-  np.testing.assert_array_equal(steps[1, :contract.MEL_NUM_BINS], melspec[contract.MELSPEC_STEP_ROWS])
-
-
-def test_pack_melspec_steps_exact_seconds_and_bad_shapes():
-  assert logmel.pack_melspec_steps(np.ones((200, contract.MEL_NUM_BINS))).shape == (2, 12_800)
-  for bad in (np.ones((0, contract.MEL_NUM_BINS)), np.ones((10, 64)), np.ones(128)):
-    with pytest.raises(ValueError):
-      logmel.pack_melspec_steps(bad)
