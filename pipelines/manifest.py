@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 import apache_beam as beam
 
-from shared import contract
+from shared import contract, records
 
 MANIFEST_NAME = "manifest.json"
 LABEL_MAP_NAME = "label_map.json"
@@ -36,19 +36,15 @@ def manifest_path(output_dir: str) -> str:
 
 def read_manifest(output_dir: str) -> dict:
   """Loads a finished build's manifest (local or gs://)."""
-  import tensorflow as tf
-
-  with tf.io.gfile.GFile(manifest_path(output_dir), "r") as f:
+  with records.open_file(manifest_path(output_dir), "r") as f:
     return json.load(f)
 
 
-def _write_json_atomically(path: str, payload: Mapping[str, Any]) -> None:
-  import tensorflow as tf
-
+def write_json_atomically(path: str, payload: Mapping[str, Any]) -> None:
   temporary = path + ".incomplete"
-  with tf.io.gfile.GFile(temporary, "w") as f:
+  with records.open_file(temporary, "w") as f:
     f.write(json.dumps(payload, indent=1, ensure_ascii=False, sort_keys=False))
-  tf.io.gfile.rename(temporary, path, overwrite=True)
+  records.rename(temporary, path)
 
 
 def library_versions() -> dict[str, str]:
@@ -167,8 +163,8 @@ class WriteManifest(beam.PTransform):
 
     def write(_, shard_infos, failure_list, moment_list):
       manifest = build_manifest(shard_infos=shard_infos, failures=failure_list, moments=moment_list, **kwargs)
-      _write_json_atomically(output_dir.rstrip("/") + "/" + LABEL_MAP_NAME, kwargs["label_map"].to_json_dict())
-      _write_json_atomically(manifest_path(output_dir), manifest)
+      write_json_atomically(output_dir.rstrip("/") + "/" + LABEL_MAP_NAME, kwargs["label_map"].to_json_dict())
+      write_json_atomically(manifest_path(output_dir), manifest)
       return manifest
 
     return (inputs["shards"].pipeline

@@ -90,8 +90,6 @@ def _join(directory: str, name: str) -> str:
 def write_shard_files(output_dir: str, prefix: str, index: int, num_shards: int,
                       clips: Iterable[EncodedClip], formats: Sequence[str]) -> ShardInfo:
   """Writes one shard in each format, each under a temporary name then renamed."""
-  import tensorflow as tf
-
   ordered = sorted(clips, key=lambda clip: clip.clip_id)
   ids = [clip.clip_id for clip in ordered]
   if len(set(ids)) != len(ids):
@@ -100,24 +98,24 @@ def write_shard_files(output_dir: str, prefix: str, index: int, num_shards: int,
   name = records.shard_name(prefix, index, num_shards)
   files = {}
   if TFRECORD in formats:
-    path = _join(output_dir, name)
-    temporary = f"{path}.incomplete-{uuid.uuid4().hex}"
-    with tf.io.TFRecordWriter(temporary) as writer:
-      for item in serialized:
-        writer.write(item)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    records.write_tfrecord(_join(output_dir, name), serialized)
     files[TFRECORD] = name
   if ARRAYRECORD in formats:
-    # ArrayRecord writes local files only: write beside a local temp, then copy
-    # to the destination (a local rename, or a copy to gs://).
+    # ArrayRecord writes local files only: write a local file, then move or
+    # copy it to the destination (a rename locally, a copy to gs://).
     array_name = name + records.ARRAY_RECORD_SUFFIX
     destination = _join(output_dir, array_name)
-    with tempfile.TemporaryDirectory() as scratch:
-      local = os.path.join(scratch, array_name)
-      records.write_array_record(local, serialized)
-      temporary = f"{destination}.incomplete-{uuid.uuid4().hex}"
-      tf.io.gfile.copy(local, temporary, overwrite=True)
-      tf.io.gfile.rename(temporary, destination, overwrite=True)
+    if "://" not in output_dir:
+      records.write_array_record(destination, serialized)
+    else:
+      import tensorflow as tf
+
+      with tempfile.TemporaryDirectory() as scratch:
+        local = os.path.join(scratch, array_name)
+        records.write_array_record(local, serialized)
+        temporary = f"{destination}.incomplete-{uuid.uuid4().hex}"
+        tf.io.gfile.copy(local, temporary, overwrite=True)
+        tf.io.gfile.rename(temporary, destination, overwrite=True)
     files[ARRAYRECORD] = array_name
   return ShardInfo(index=index, files=files, clip_ids=tuple(ids), num_bytes=sum(len(s) for s in serialized))
 

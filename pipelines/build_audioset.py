@@ -1,0 +1,83 @@
+"""Build AudioSet shards: download the segments still on YouTube, extract features, write shards.
+
+    python -m pipelines.build_audioset --split eval --segments eval_segments.csv \\
+        --labels class_labels_indices.csv --output_dir builds/audioset/eval
+
+    # AS-500K, the paper's balanced 500k subset of unbalanced_train (see WORKSPACE.md):
+    python -m pipelines.build_audioset --split as500k --segments unbalanced_train_segments.csv \\
+        --labels class_labels_indices.csv --output_dir gs://BUCKET/audioset/as500k \\
+        --runner=DataflowRunner --project=PROJECT --region=REGION \\
+        --temp_location=gs://BUCKET/tmp --sdk_container_image=IMAGE
+
+--segments is the split's segment CSV (three "#" lines, then
+``YTID, start, end, "labels"``); for as500k it is unbalanced_train's, and the
+build writes the subset's per-class report (as500k_report.json) beside the
+shards. Label indices follow class_labels_indices.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional, Sequence
+
+from pipelines import build, fetch
+from pipelines.sources import as500k, audioset, rows
+
+SPLITS = ("balanced_train", "eval", "unbalanced_train", "as500k")
+AS500K_REPORT_NAME = "as500k_report.json"
+
+
+def make_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="python -m pipelines.build_audioset", description=__doc__.split("\n")[0])
+  source = parser.add_argument_group("annotations")
+  source.add_argument("--split", required=True, choices=SPLITS)
+  source.add_argument("--segments", required=True,
+                      help="the split's segment CSV (for as500k: unbalanced_train_segments.csv)")
+  source.add_argument("--labels", required=True, help="class_labels_indices.csv")
+  source.add_argument("--as500k_size", type=int, default=as500k.AS500K_SIZE,
+                      help=f"size of the balanced subset for --split as500k (default {as500k.AS500K_SIZE})")
+  build.add_build_arguments(parser)
+  build.add_download_arguments(parser)
+  return parser
+
+
+def load_split(args: argparse.Namespace) -> tuple[build.SplitToBuild, Optional[as500k.SubsetReport]]:
+  label_map = audioset.load_audioset_label_map(args.labels)
+  source_split = "unbalanced_train" if args.split == "as500k" else args.split
+  parsed = audioset.parse_audioset_segments(args.segments, label_map, split=source_split,
+                                            skip_bad_rows=args.skip_bad_rows)
+  split = build.SplitToBuild.from_parse(rows.AUDIOSET, args.split, parsed, label_map)
+  if args.split != "as500k":
+    return split, None
+  subset = as500k.select_balanced_subset(split.requests, label_map, target=args.as500k_size)
+  print(subset.report.summary())
+  return build.SplitToBuild(dataset=split.dataset, split=split.split, label_map=label_map,
+                            requests=subset.rows, rejected=split.rejected), subset.report
+
+
+def run(argv: Optional[Sequence[str]] = None) -> dict:
+  """Parses the command line and runs the build; returns its manifest."""
+  args, beam_args = build.parse_args(make_parser(), argv)
+  split, report = load_split(args)
+  if report is not None:
+    from shared import records
+
+    with records.open_file(args.output_dir.rstrip("/") + "/" + AS500K_REPORT_NAME, "w") as f:
+      json.dump(report.to_json_dict(), f, indent=1)
+  return build.run_build(split, fetch.FetchFromYouTube(build.download_config(args), build.ledger_dir(args)),
+                         args, beam_args)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  try:
+    run(argv)
+  except (build.BuildError, rows.AnnotationError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

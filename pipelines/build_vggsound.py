@@ -1,0 +1,83 @@
+"""Build VGGSound shards: download the clips still on YouTube, extract features, write shards.
+
+Locally (DirectRunner, every core):
+
+    python -m pipelines.build_vggsound --csv vggsound.csv --split test --output_dir builds/vggsound/test
+
+On Dataflow:
+
+    python -m pipelines.build_vggsound --csv vggsound.csv --split train \\
+        --output_dir gs://BUCKET/vggsound/train --runner=DataflowRunner --project=PROJECT \\
+        --region=REGION --temp_location=gs://BUCKET/tmp --sdk_container_image=IMAGE
+
+A refresh of an earlier build (carries its clips over, fetches only new and
+transiently failed ones):
+
+    python -m pipelines.build_vggsound --csv vggsound.csv --split test \\
+        --output_dir builds/vggsound/test-2026-12 --previous_build builds/vggsound/test
+
+Annotations: ``vggsound.csv`` (``YTID,start_seconds,label,train|test``, no
+header) with --csv, or a file list like the repo's ``test.csv``
+(``YTID_000300.mp4,label``) with --file_list. Class indices are the sorted
+list of the labels (stat.csv's with --labels, else the CSV's own), written
+into every build as label_map.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from pipelines import build, fetch
+from pipelines.sources import rows, vggsound
+
+
+def make_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="python -m pipelines.build_vggsound", description=__doc__.split("\n")[0])
+  source = parser.add_argument_group("annotations")
+  given = source.add_mutually_exclusive_group(required=True)
+  given.add_argument("--csv", help="vggsound.csv: YTID,start_seconds,label,train|test")
+  given.add_argument("--file_list", help="a file list like the repo's test.csv: YTID_000300.mp4,label")
+  source.add_argument("--split", default="test", help="train or test (default test)")
+  source.add_argument("--labels", default=None,
+                      help="stat.csv, whose sorted labels give the class indices (default: the CSV's labels)")
+  build.add_build_arguments(parser)
+  build.add_download_arguments(parser)
+  return parser
+
+
+def load_split(args: argparse.Namespace) -> build.SplitToBuild:
+  annotations = args.csv or args.file_list
+  if args.labels:
+    label_map = vggsound.load_vggsound_label_map(args.labels)
+  else:
+    label_map = vggsound.vggsound_label_map_from_csv(annotations)
+  if args.csv:
+    parsed = vggsound.parse_vggsound_csv(args.csv, label_map, skip_bad_rows=args.skip_bad_rows)
+    return build.SplitToBuild.from_parse(rows.VGGSOUND, args.split, parsed, label_map,
+                                         keep=lambda r: r.split == args.split)
+  parsed = vggsound.parse_vggsound_file_list(args.file_list, label_map, split=args.split,
+                                             skip_bad_rows=args.skip_bad_rows)
+  return build.SplitToBuild.from_parse(rows.VGGSOUND, args.split, parsed, label_map)
+
+
+def run(argv: Optional[Sequence[str]] = None) -> dict:
+  """Parses the command line and runs the build; returns its manifest."""
+  args, beam_args = build.parse_args(make_parser(), argv)
+  split = load_split(args)
+  return build.run_build(split, fetch.FetchFromYouTube(build.download_config(args), build.ledger_dir(args)),
+                         args, beam_args)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  try:
+    run(argv)
+  except (build.BuildError, rows.AnnotationError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,148 @@
+"""Feature extraction: a fetched media file -> an encoded record of its clip.
+
+One DoFn per clip: decode the span (25 fps JPEG frames, 16 kHz mono audio),
+compute the log-mel, build the record and serialize it. A clip whose media
+does not decode goes to the failure output with its reason; it never stops
+the rest of the bundle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Optional
+
+import apache_beam as beam
+
+from pipelines.download import ledger
+from pipelines.sources.rows import ClipRequest
+from shared import contract, records
+from shared.media import decode, errors, logmel
+
+FAILED = "failed"  # the tag of every stage's failure output
+INVALID_MEDIA = "invalid_media"
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchedClip:
+  """A clip whose media is on a local (or mounted) path, ready to decode.
+
+  Attributes:
+    request: the clip asked for.
+    media_path: the file holding it.
+    media_start_s: where second `request.start_s` of the source lies on the
+      file's own clock, measured from its container start (section downloads
+      start the file near the span; an EPIC video is the whole source, so
+      there it equals request.start_s).
+  """
+
+  request: ClipRequest
+  media_path: str
+  media_start_s: float
+
+
+def failure_record(request: ClipRequest, reason_class: str, reason: str, message: str,
+                   attempts: int = 0) -> ledger.LedgerRecord:
+  """The ledger record of a requested clip that will not be in the shards.
+
+  Failures travel through the pipeline as ledger records, the same type the
+  downloader writes, so every drop reason lands in one ledger.
+  """
+  return ledger.LedgerRecord(
+      clip_id=request.clip_id, source_id=request.source_id, status=ledger.STATUS_FAILED,
+      reason_class=reason_class, reason=reason, message=message, attempts=attempts,
+      checked_at=ledger.utc_now_iso(), start_s=float(request.start_s), end_s=float(request.end_s))
+
+
+def _reason_for(error: Exception) -> str:
+  """The invalid-media reason of a decode error (the downloader's vocabulary)."""
+  if isinstance(error, errors.NoVideoStreamError):
+    return "missing_stream"
+  if isinstance(error, errors.DecodeTimeoutError):
+    return "decode_timeout"
+  if isinstance(error, errors.UnreadableMediaError):
+    return "not_media"
+  if isinstance(error, errors.InvalidSpanError):
+    return "invalid_span"
+  return "undecodable"
+
+
+def make_record(fetched: FetchedClip, decoded: decode.DecodedClip) -> records.ClipRecord:
+  """The record of a decoded clip: features from the media, labels from the request."""
+  request = fetched.request
+  epic = request.epic
+  return records.ClipRecord(
+      clip_id=request.clip_id,
+      dataset=request.dataset,
+      source_id=request.source_id,
+      start_s=request.start_s,
+      end_s=request.end_s,
+      jpeg_frames=decoded.jpeg_frames,
+      frame_width=decoded.frame_width,
+      frame_height=decoded.frame_height,
+      melspec=logmel.log_mel(decoded.audio),
+      num_audio_samples=int(decoded.audio.shape[0]),
+      label_indices=list(request.label_indices),
+      label_names=list(request.label_names),
+      has_audio=decoded.has_audio,
+      decoded_duration_s=decoded.decoded_duration_s,
+      source_fps=decoded.source_fps,
+      source_width=decoded.source_width,
+      source_height=decoded.source_height,
+      verb_index=epic.verb_class if epic else contract.NO_LABEL,
+      noun_index=epic.noun_class if epic else contract.NO_LABEL,
+      action_index=epic.action_index if epic else contract.NO_LABEL,
+  )
+
+
+class ExtractFeaturesFn(beam.DoFn):
+  """FetchedClip -> EncodedClip, or a failure LedgerRecord on the FAILED output."""
+
+  def __init__(self, decode_options: decode.DecodeOptions):
+    self._decode_options = decode_options
+    self._decoder: Optional[decode.ClipDecoder] = None
+    self._counters = {}
+
+  def setup(self):
+    self._decoder = decode.ClipDecoder(self._decode_options)
+
+  def _count(self, name: str) -> None:
+    if name not in self._counters:
+      self._counters[name] = beam.metrics.Metrics.counter("features", name)
+    self._counters[name].inc()
+
+  def process(self, fetched: FetchedClip):
+    from pipelines.shards import EncodedClip
+
+    request = fetched.request
+    file_start = fetched.media_start_s
+    file_end = file_start + request.duration_s
+    try:
+      decoded = self._decoder.decode(fetched.media_path, file_start, file_end)
+      record = make_record(fetched, decoded)
+      encoded = EncodedClip.from_record(record)
+    except (errors.MediaError, errors.InvalidSpanError, records.RecordError) as error:
+      reason = _reason_for(error)
+      self._count(f"failed_invalid_media_{reason}")
+      logging.warning("clip %s: %s", request.clip_id, error)
+      yield beam.pvalue.TaggedOutput(FAILED, failure_record(request, INVALID_MEDIA, reason, str(error)))
+      return
+    if not decoded.has_audio:
+      self._count("clips_without_audio")
+    if decoded.padded_frames:
+      self._count("clips_padded_past_media_end")
+    self._count("clips_encoded")
+    yield encoded
+
+
+class ExtractFeatures(beam.PTransform):
+  """FetchedClips -> (EncodedClips, failure LedgerRecords)."""
+
+  def __init__(self, decode_options: decode.DecodeOptions = decode.DecodeOptions()):
+    super().__init__()
+    self._decode_options = decode_options
+
+  def expand(self, fetched):
+    outputs = fetched | "DecodeAndEncode" >> beam.ParDo(
+        ExtractFeaturesFn(self._decode_options)).with_outputs(FAILED, main="encoded")
+    return outputs.encoded, outputs[FAILED]

@@ -1,0 +1,125 @@
+"""Fetching: a ClipRequest -> a local media file holding its span, or a failure.
+
+Two sources, one output shape (:class:`pipelines.features.FetchedClip`):
+
+* :class:`FetchFromYouTube` downloads each clip's section with yt-dlp
+  (pipelines.download); a clip already downloaded and verified in the media
+  directory is reused, so a re-run never fetches it twice. Every result goes
+  to the availability ledger as soon as it is known.
+* :class:`OpenLocalVideos` points each EPIC-KITCHENS narration at its local
+  ``PXX/videos/PXX_YY.MP4``; nothing is copied.
+
+Failures leave on the FAILED output as ledger records; one bad clip never
+stops its bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.download import ledger as ledger_lib
+from pipelines.download.downloader import ClipDownloader, DownloadConfig
+from pipelines.features import FAILED, FetchedClip, failure_record
+from pipelines.sources import epic_kitchens
+from pipelines.sources.rows import ClipRequest
+
+
+class _CountingDoFn(beam.DoFn):
+  """A DoFn with one Beam counter per outcome, created on first use."""
+
+  namespace = "fetch"
+
+  def _count(self, name: str) -> None:
+    counters = self.__dict__.setdefault("_counters", {})
+    if name not in counters:
+      counters[name] = beam.metrics.Metrics.counter(self.namespace, name)
+    counters[name].inc()
+
+
+class _DownloadFn(_CountingDoFn):
+  """Downloads one clip's section; writes the result to the ledger at once."""
+
+  def __init__(self, config: DownloadConfig, ledger_dir: str):
+    self._config = config
+    self._ledger_dir = ledger_dir
+    self._downloader: Optional[ClipDownloader] = None
+    self._ledger: Optional[ledger_lib.LedgerWriter] = None
+
+  def setup(self):
+    self._downloader = ClipDownloader(self._config)
+
+  def start_bundle(self):
+    # One ledger file per bundle: Beam may retry a bundle, and a retried
+    # bundle's records simply supersede (same clip, later check time).
+    self._ledger = ledger_lib.LedgerWriter(self._ledger_dir)
+
+  def finish_bundle(self):
+    if self._ledger is not None:
+      self._ledger.close()
+      self._ledger = None
+
+  def process(self, request: ClipRequest):
+    result = self._downloader.download(request)
+    record = self._ledger.append_result(result)
+    if not result.ok:
+      self._count(f"failed_{result.failure_class.value}_{result.reason.value}")
+      logging.info("clip %s not fetched: %s/%s", request.clip_id, record.reason_class, record.reason)
+      yield beam.pvalue.TaggedOutput(FAILED, record)
+      return
+    self._count("reused_from_media_dir" if result.attempts == 0 else "downloaded")
+    file_start, _ = result.file_span_s
+    yield FetchedClip(request=request, media_path=result.path, media_start_s=file_start)
+
+
+class FetchFromYouTube(beam.PTransform):
+  """ClipRequests -> (FetchedClips, failure LedgerRecords), downloading with yt-dlp."""
+
+  def __init__(self, config: DownloadConfig, ledger_dir: str):
+    super().__init__()
+    self._config = config
+    self._ledger_dir = ledger_dir
+
+  def expand(self, requests):
+    outputs = (requests
+               # Downloads are slow and uneven: spread them over workers
+               # instead of leaving them fused to the step that made them.
+               | "SpreadOverWorkers" >> beam.Reshuffle()
+               | "DownloadSection" >> beam.ParDo(_DownloadFn(self._config, self._ledger_dir)).with_outputs(
+                   FAILED, main="fetched"))
+    return outputs.fetched, outputs[FAILED]
+
+
+class _OpenLocalVideoFn(_CountingDoFn):
+  """Points an EPIC-KITCHENS narration at its video, or fails it if the video is missing."""
+
+  def __init__(self, videos_dir: str):
+    self._videos_dir = videos_dir
+
+  def process(self, request: ClipRequest):
+    path = epic_kitchens.epic_video_path(self._videos_dir, request.source_id)
+    if not FileSystems.exists(path):
+      self._count("failed_missing_video")
+      yield beam.pvalue.TaggedOutput(FAILED, failure_record(
+          request, "permanent", "missing_video", f"video {request.source_id} not found at {path}"))
+      return
+    self._count("opened")
+    yield FetchedClip(request=request, media_path=path, media_start_s=request.start_s)
+
+
+class OpenLocalVideos(beam.PTransform):
+  """ClipRequests -> (FetchedClips, failure LedgerRecords) from a local videos directory."""
+
+  def __init__(self, videos_dir: str):
+    super().__init__()
+    self._videos_dir = videos_dir
+
+  def expand(self, requests):
+    outputs = (requests
+               | "SpreadOverWorkers" >> beam.Reshuffle()
+               | "LocateVideo" >> beam.ParDo(_OpenLocalVideoFn(self._videos_dir)).with_outputs(
+                   FAILED, main="fetched"))
+    return outputs.fetched, outputs[FAILED]
