@@ -408,4 +408,6 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]):
   parser.formatter_class = argparse.RawDescriptionHelpFormatter
   args, beam_args = parser.parse_known_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+  # Beam's own INFO lines (worker start-up, state caches) drown the build's story.
+  logging.getLogger("apache_beam").setLevel(logging.WARNING)
   return args, beam_args

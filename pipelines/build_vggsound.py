@@ -26,6 +26,7 @@ into every build as label_map.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Optional, Sequence
 
@@ -40,6 +41,8 @@ def make_parser() -> argparse.ArgumentParser:
   given.add_argument("--csv", help="vggsound.csv: YTID,start_seconds,label,train|test")
   given.add_argument("--file_list", help="a file list like the repo's test.csv: YTID_000300.mp4,label")
   source.add_argument("--split", default="test", help="train or test (default test)")
+  source.add_argument("--clip_seconds", type=float, default=vggsound.CLIP_SECONDS,
+                      help=f"length of each clip from its start (VGGSound's are {vggsound.CLIP_SECONDS} s)")
   source.add_argument("--labels", default=None,
                       help="stat.csv, whose sorted labels give the class indices (default: the CSV's labels)")
   build.add_build_arguments(parser)
@@ -48,6 +51,14 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def load_split(args: argparse.Namespace) -> build.SplitToBuild:
+  split = _parse_split(args)
+  if args.clip_seconds != vggsound.CLIP_SECONDS:
+    split = dataclasses.replace(split, requests=tuple(
+        dataclasses.replace(r, end_s=r.start_s + args.clip_seconds) for r in split.requests))
+  return split
+
+
+def _parse_split(args: argparse.Namespace) -> build.SplitToBuild:
   annotations = args.csv or args.file_list
   if args.labels:
     label_map = vggsound.load_vggsound_label_map(args.labels)

@@ -517,7 +517,7 @@ class _MediaRequestHandler(http.server.BaseHTTPRequestHandler):
     length = last - first + 1
     status = 206 if byte_range else 200
     self.send_response(status)
-    self.send_header("Content-Type", content_type_for(name))
+    self.send_header("Content-Type", content_type_for(os.path.basename(path)))
     self.send_header("Accept-Ranges", "bytes")
     self.send_header("Content-Length", str(length))
     if byte_range:
