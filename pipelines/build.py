@@ -256,7 +256,10 @@ class BuildSplit(beam.PTransform):
         self._output_dir, split.split, self._num_shards, self._formats)
 
     known = pipeline | "KnownFailures" >> beam.Create(known_failures).with_output_types(ledger_lib.LedgerRecord)
-    _ = ((feature_failures, known)
+    not_yet_in_ledger = [feature_failures, known]
+    if not getattr(self._fetch, "writes_ledger", False):  # e.g. EPIC's missing videos
+      not_yet_in_ledger.append(fetch_failures)
+    _ = (tuple(not_yet_in_ledger)
          | "FailuresNotYetInLedger" >> beam.Flatten()
          | "RecordFailuresInLedger" >> beam.ParDo(_WriteLedgerFn(ledger_dir)))
     failures = ((fetch_failures, feature_failures, known)
@@ -370,13 +373,19 @@ def run_build(split: SplitToBuild, fetch: beam.PTransform, args: argparse.Namesp
   if args.previous_build:
     if os.path.normpath(args.previous_build) == os.path.normpath(args.output_dir):
       raise BuildError("--previous_build must differ from --output_dir (a refresh writes a new build)")
-    plan = refresh_lib.plan_refresh(split.requests, args.previous_build, feature_options(args),
-                                    recheck_unavailable=args.recheck_unavailable)
+    try:
+      plan = refresh_lib.plan_refresh(split.requests, args.previous_build, feature_options(args),
+                                      recheck_unavailable=args.recheck_unavailable)
+    except refresh_lib.RefreshError as error:  # a user error: the entry points print it, no traceback
+      raise BuildError(str(error)) from error
     ledger_lib.write_records(args.output_dir.rstrip("/") + "/" + LEDGER_DIR_NAME,
                              refresh_lib.carried_ledger_records(plan))
     logging.info("refresh from %s: %d to fetch, %d carried over, %d permanent failures kept", args.previous_build,
                  len(plan.to_fetch), len(plan.carry_over), len(plan.carried_failures))
 
+  if "://" not in args.output_dir:
+    # Shards are written straight into it; nothing else may have created it (EPIC builds write no downloads).
+    os.makedirs(args.output_dir, exist_ok=True)
   decode_options = decode.DecodeOptions(short_side=args.frame_short_side, jpeg_quality=args.jpeg_quality,
                                         deadline_s=args.decode_deadline)
   options = pipeline_options(beam_args)

@@ -22,7 +22,7 @@ import json
 import sys
 from typing import Optional, Sequence
 
-from pipelines import build, fetch
+from pipelines import build, fetch, manifest as manifest_lib
 from pipelines.sources import as500k, audioset, rows
 
 SPLITS = ("balanced_train", "eval", "unbalanced_train", "as500k")
@@ -57,17 +57,34 @@ def load_split(args: argparse.Namespace) -> tuple[build.SplitToBuild, Optional[a
                             requests=subset.rows, rejected=split.rejected), subset.report
 
 
+def write_subset_report(output_dir: str, report: as500k.SubsetReport) -> None:
+  """Writes as500k_report.json beside the shards, unless it already holds this report.
+
+  Written after the build, when the output directory exists, and left alone
+  when unchanged, so that re-running a finished build changes nothing.
+  """
+  from shared import records
+
+  path = output_dir.rstrip("/") + "/" + AS500K_REPORT_NAME
+  payload = json.loads(json.dumps(report.to_json_dict()))
+  try:
+    with records.open_file(path, "r") as f:
+      if json.load(f) == payload:
+        return
+  except Exception:  # absent or unreadable, locally or on gs://: write it
+    pass
+  manifest_lib.write_json_atomically(path, payload)
+
+
 def run(argv: Optional[Sequence[str]] = None) -> dict:
   """Parses the command line and runs the build; returns its manifest."""
   args, beam_args = build.parse_args(make_parser(), argv)
   split, report = load_split(args)
+  manifest = build.run_build(split, fetch.FetchFromYouTube(build.download_config(args), build.ledger_dir(args)),
+                             args, beam_args)
   if report is not None:
-    from shared import records
-
-    with records.open_file(args.output_dir.rstrip("/") + "/" + AS500K_REPORT_NAME, "w") as f:
-      json.dump(report.to_json_dict(), f, indent=1)
-  return build.run_build(split, fetch.FetchFromYouTube(build.download_config(args), build.ledger_dir(args)),
-                         args, beam_args)
+    write_subset_report(args.output_dir, report)
+  return manifest
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -10,7 +10,8 @@ Two sources, one output shape (:class:`pipelines.features.FetchedClip`):
   ``PXX/videos/PXX_YY.MP4``; nothing is copied.
 
 Failures leave on the FAILED output as ledger records; one bad clip never
-stops its bundle.
+stops its bundle. A fetch transform's ``writes_ledger`` says whether those
+records are in the ledger already; where not, the build writes them.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class _DownloadFn(_CountingDoFn):
 class FetchFromYouTube(beam.PTransform):
   """ClipRequests -> (FetchedClips, failure LedgerRecords), downloading with yt-dlp."""
 
+  writes_ledger = True  # every result is in the ledger already; the build must not add its failures again
+
   def __init__(self, config: DownloadConfig, ledger_dir: str):
     super().__init__()
     self._config = config
@@ -112,6 +115,8 @@ class _OpenLocalVideoFn(_CountingDoFn):
 
 class OpenLocalVideos(beam.PTransform):
   """ClipRequests -> (FetchedClips, failure LedgerRecords) from a local videos directory."""
+
+  writes_ledger = False  # the build records its failures (missing videos) in the ledger
 
   def __init__(self, videos_dir: str):
     super().__init__()

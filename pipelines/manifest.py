@@ -106,6 +106,9 @@ def build_manifest(*, dataset: str, split: str, label_map: contract.LabelMap, re
 
   mean, std = melspec_moments(moments)
   formats = sorted({fmt for info in shard_infos for fmt in info.files})
+  # Clip ids are listed under the TFRecord shard's name where there is one:
+  # the name Scenic reads, and the file a refresh carries records over from.
+  listed_format = "tfrecord" if "tfrecord" in formats else (formats[0] if formats else None)
   manifest = {
       "dataset": dataset,
       "split": split,
@@ -121,7 +124,7 @@ def build_manifest(*, dataset: str, split: str, label_map: contract.LabelMap, re
       "melspec_mean": mean,
       "melspec_std": std,
       "shards": {fmt: [info.files[fmt] for info in shard_infos if fmt in info.files] for fmt in formats},
-      "shard_clip_ids": {info.files[formats[0]]: list(info.clip_ids) for info in shard_infos} if formats else {},
+      "shard_clip_ids": {info.files[listed_format]: list(info.clip_ids) for info in shard_infos} if formats else {},
       "failed_clips": [{"clip_id": clip_id, "reason": reason} for clip_id, reason in failures],
       "label_map": label_map.to_json_dict(),
       "versions": library_versions(),

@@ -138,7 +138,12 @@ class CarryOverPreviousClips(beam.PTransform):
     carried_ids = frozenset(clip_id for clip_id, _ in self._carried)
 
     def read_shard(path: str):
-      for serialized in records.read_tfrecord(path):
+      # The manifest names the TFRecord shard, or the ArrayRecord one in a build without TFRecords.
+      if path.endswith(records.ARRAY_RECORD_SUFFIX):
+        shard_records = records.read_array_record(path)
+      else:
+        shard_records = records.read_tfrecord(path)
+      for serialized in shard_records:
         record = records.decode(serialized)
         if record.clip_id in carried_ids:
           yield record.clip_id, record

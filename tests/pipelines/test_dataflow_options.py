@@ -1,0 +1,129 @@
+"""The builds on Dataflow, offline: options pass through, the graph serializes, Dataflow translates the job.
+
+Nothing is submitted and nothing leaves the machine. Beam's own Dataflow
+tests run the DataflowRunner with --dry_run (it builds the job and stops
+before the service) and --no_auth; --dry_run also skips the GCS soft-delete
+probe that pipeline validation makes for gs:// locations (without it,
+constructing the pipeline waits 120 s on the network here).
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import GoogleCloudOptions, StandardOptions, WorkerOptions
+from apache_beam.portability.api import beam_runner_api_pb2
+from apache_beam.runners.dataflow.internal import apiclient
+from apache_beam.utils import proto_utils
+
+from pipelines import build, build_vggsound, fetch
+from shared.media import decode
+
+from .conftest import write_lines
+
+# The brief's flags, as a user types them.
+DATAFLOW_FLAGS = ["--runner=DataflowRunner", "--project=p", "--region=r", "--temp_location=gs://b/tmp",
+                  "--sdk_container_image=img"]
+# Names the Dataflow validator accepts (it refuses project "p" and bucket "b"), plus the offline switches.
+OFFLINE_DATAFLOW_FLAGS = ["--runner=DataflowRunner", "--project=mbt-project", "--region=us-central1",
+                          "--temp_location=gs://mbt-bucket/tmp", "--sdk_container_image=img", "--num_workers=3",
+                          "--dry_run=True", "--no_auth", "--sdk_location=container"]
+# Steps of the build, by full label, that the Dataflow graph must hold.
+EXPECTED_STEPS = [
+    "Build_vggsound_test/ReadClipRequests",
+    "Build_vggsound_test/Fetch/SpreadOverWorkers",
+    "Build_vggsound_test/Fetch/DownloadSection",
+    "Build_vggsound_test/ExtractFeatures/DecodeAndEncode",
+    "Build_vggsound_test/WriteShards/GroupByShard",
+    "Build_vggsound_test/WriteShards/WriteShardFiles",
+    "Build_vggsound_test/RecordFailuresInLedger",
+    "Build_vggsound_test/WriteManifest/CheckCountsAndWriteManifest",
+]
+
+
+@pytest.fixture
+def file_list(tmp_path) -> str:
+  return write_lines(tmp_path / "test.csv",
+                     ["--4gqARaEJE_000000.mp4,dog barking", "abcdefghijk_000030.mp4,cat meowing"])
+
+
+def _build_graph(file_list: str, flags, tmp_path) -> beam.Pipeline:
+  """The vggsound build's pipeline as build_vggsound.run makes it, without running it."""
+  args, beam_args = build.parse_args(build_vggsound.make_parser(), [
+      "--file_list", file_list, "--output_dir", "gs://mbt-bucket/vggsound/test", "--media_dir", str(tmp_path / "m"),
+      *flags])
+  split = build_vggsound.load_split(args)
+  options = build.pipeline_options(beam_args)
+  pipeline = beam.Pipeline(options=options)
+  _ = pipeline | f"Build_{split.dataset}_{split.split}" >> build.BuildSplit(
+      split, fetch.FetchFromYouTube(build.download_config(args), build.ledger_dir(args)), args.output_dir,
+      formats=args.formats.split(","), clips_per_shard=args.clips_per_shard,
+      decode_options=decode.DecodeOptions(short_side=args.frame_short_side), build_options={})
+  return pipeline
+
+
+def test_dataflow_flags_pass_through_untouched():
+  options = build.pipeline_options(DATAFLOW_FLAGS)
+  assert options.view_as(StandardOptions).runner == "DataflowRunner"
+  assert not build.is_local(options)
+  cloud = options.view_as(GoogleCloudOptions)
+  assert (cloud.project, cloud.region, cloud.temp_location) == ("p", "r", "gs://b/tmp")
+  assert options.view_as(WorkerOptions).sdk_container_image == "img"
+  # None of the local runner's defaults are added to a Dataflow run.
+  assert "direct_num_workers" not in options.get_all_options(drop_default=True)
+  assert "direct_running_mode" not in options.get_all_options(drop_default=True)
+
+
+def test_entry_point_leaves_beam_flags_to_beam():
+  args, beam_args = build.parse_args(build_vggsound.make_parser(), [
+      "--file_list", "x.csv", "--output_dir", "gs://b/out", *DATAFLOW_FLAGS])
+  assert beam_args == DATAFLOW_FLAGS
+  assert args.output_dir == "gs://b/out"
+
+
+def test_graph_serializes_to_a_runner_api_proto_with_every_step(file_list, tmp_path):
+  pipeline = _build_graph(file_list, OFFLINE_DATAFLOW_FLAGS, tmp_path)
+  proto = pipeline.to_runner_api()
+  labels = {transform.unique_name for transform in proto.components.transforms.values()}
+  assert set(EXPECTED_STEPS) <= labels
+  assert proto.root_transform_ids
+
+
+def test_dataflow_translates_the_job_without_submitting_it(file_list, tmp_path):
+  pipeline = _build_graph(file_list, OFFLINE_DATAFLOW_FLAGS, tmp_path)
+  result = pipeline.run()  # --dry_run: the DataflowRunner builds the job and stops
+
+  assert result.state == "DONE"
+  runner = pipeline.runner
+  dataflow_proto = runner.proto_pipeline  # after Dataflow's overrides and environment resolution
+  labels = {transform.unique_name for transform in dataflow_proto.components.transforms.values()}
+  assert set(EXPECTED_STEPS) <= labels
+  images = {proto_utils.parse_Bytes(env.payload, beam_runner_api_pb2.DockerPayload).container_image
+            for env in dataflow_proto.components.environments.values()}
+  assert images == {"img"}
+  assert result.job.proto.type_.name == "JOB_TYPE_BATCH"
+
+  # The job environment the service would receive: worker pool, image, options.
+  environment = apiclient.Environment(
+      packages=[], options=result.job.options, environment_version="8",
+      proto_pipeline_staged_url="gs://mbt-bucket/tmp/staging/pipeline.pb", proto_pipeline=dataflow_proto).proto
+  [pool] = environment.worker_pools
+  assert pool.worker_harness_container_image == "img"
+  assert pool.num_workers == 3
+  assert environment.temp_storage_prefix.startswith("storage.googleapis.com/mbt-bucket/tmp/")
+  sent = dict(environment.sdk_pipeline_options["options"])
+  assert (sent["project"], sent["region"], sent["sdk_container_image"]) == ("mbt-project", "us-central1", "img")
+
+
+def test_dataflow_runner_dofns_survive_pickling(file_list, tmp_path):
+  # Workers rebuild every DoFn from its pickled payload in the job.
+  from apache_beam.internal import pickler
+
+  proto = _build_graph(file_list, OFFLINE_DATAFLOW_FLAGS, tmp_path).to_runner_api()
+  rebuilt = []
+  for transform in proto.components.transforms.values():
+    if transform.spec.urn == "beam:transform:pardo:v1":
+      payload = proto_utils.parse_Bytes(transform.spec.payload, beam_runner_api_pb2.ParDoPayload)
+      if payload.do_fn.payload:  # Beam's own primitives carry a URN instead
+        rebuilt.append(type(pickler.loads(payload.do_fn.payload)[0]).__name__)
+  assert {"_DownloadFn", "ExtractFeaturesFn", "_WriteShardFn", "_WriteLedgerFn"} <= set(rebuilt)
