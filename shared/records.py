@@ -28,8 +28,9 @@ from shared import example_proto as pb
 # Shard files are named like Scenic's tables: NAME-00000-of-00016.
 SHARD_NAME_FORMAT = "{prefix}-{index:05d}-of-{count:05d}"
 ARRAY_RECORD_SUFFIX = ".array_record"
-# One record per chunk lets grain read any single record without its neighbours.
-ARRAY_RECORD_WRITER_OPTIONS = "group_size:1"
+# One record per chunk lets grain read any single record without its neighbours;
+# uncompressed because JPEG frames do not shrink (brotli saved 1.5%) and reads slow down.
+ARRAY_RECORD_WRITER_OPTIONS = "group_size:1,uncompressed"
 
 
 class RecordError(ValueError):

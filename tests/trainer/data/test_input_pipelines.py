@@ -1,0 +1,159 @@
+"""grain (ArrayRecord) and tf.data (TFRecord) pipelines: batches, sharding, resume, equality, bad shards."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from shared import contract, records
+from trainer.data import grain_input, manifest as manifest_lib, preprocess, sampling, synthetic, tfdata_input
+
+NUM_CLIPS = 6
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+  directory = str(tmp_path_factory.mktemp("build"))
+  synthetic.write_synthetic_build(directory, num_clips=NUM_CLIPS, seconds=[3.0, 1.0, 2.0], num_shards=2,
+                                  frame_size=(64, 48))
+  return manifest_lib.read_manifest(directory)
+
+
+@pytest.fixture(scope="module")
+def prep(build):
+  return preprocess.ClipPreprocessor(
+      window=sampling.WindowSpec.paper(1.28, 4), modalities=("rgb", "spectrogram"), label_kind=preprocess.ONE_HOT,
+      num_classes=4, melspec_mean=build.melspec_mean, melspec_std=build.melspec_std, crop_size=32, min_resize=48,
+      num_test_crops=2, seed=11)
+
+
+def _equal(a, b):
+  return all(jax.tree.leaves(jax.tree.map(lambda x, y: np.array_equal(x, y), a, b)))
+
+
+def _take(iterator, count):
+  return [next(iterator) for _ in range(count)]
+
+
+def test_grain_batches_cover_each_epoch_once_and_reshuffle(build, prep):
+  source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
+  batches = _take(iter(grain_input.train_dataset(source, prep, batch_size=2, seed=0, read_threads=2)), 6)
+  assert batches[0]["inputs"]["rgb"].shape == (2, 4, 32, 32, 3)
+  assert batches[0]["inputs"]["spectrogram"].shape == (2, 128, 128)
+  assert batches[0]["rgb_jitter"].shape == (2, 4) and batches[0]["label"].shape == (2, 4)
+  order = np.concatenate([b["index"] for b in batches]).tolist()
+  first, second = order[:NUM_CLIPS], order[NUM_CLIPS:]
+  assert sorted(first) == sorted(second) == list(range(NUM_CLIPS))
+  assert first != second  # a new permutation each epoch
+
+
+def test_hosts_read_disjoint_slices(build, prep):
+  source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
+  seen = []
+  for host in range(2):
+    dataset = grain_input.train_dataset(source, prep, batch_size=1, seed=0, process_index=host, process_count=2,
+                                        read_threads=1)
+    seen.append(sorted(int(b["index"][0]) for b in _take(iter(dataset), 3)))
+  assert seen == [[0, 2, 4], [1, 3, 5]]
+
+
+def test_grain_resume_reproduces_the_same_batches(build, prep):
+  source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
+  dataset = grain_input.train_dataset(source, prep, batch_size=2, seed=5, read_threads=2)
+  iterator = iter(dataset)
+  _take(iterator, 2)
+  state = iterator.get_state()
+  expected = _take(iterator, 4)
+  resumed = iter(grain_input.train_dataset(source, prep, batch_size=2, seed=5, read_threads=1))
+  resumed.set_state(state)
+  assert all(_equal(a, b) for a, b in zip(expected, _take(resumed, 4)))
+
+
+def test_grain_worker_processes_give_the_same_batches(build, prep):
+  source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
+  in_process = _take(iter(grain_input.train_dataset(source, prep, batch_size=2, seed=1, read_threads=1)), 3)
+  workers = iter(grain_input.train_dataset(source, prep, batch_size=2, seed=1, read_threads=1, worker_count=1))
+  try:
+    assert all(_equal(a, b) for a, b in zip(in_process, _take(workers, 3)))
+  finally:
+    workers.close()
+
+
+def test_tfdata_and_grain_make_identical_examples(build, prep):
+  source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
+  paths = build.shard_paths("tfrecord")
+  grain_test = list(grain_input.test_dataset(source, prep, batch_size=4, read_threads=2))
+  tf_test = list(tfdata_input.numpy_batches(
+      tfdata_input.test_dataset(paths, prep, batch_size=4, num_records=NUM_CLIPS), paths))
+  assert len(grain_test) == len(tf_test) == 2
+  assert all(_equal(a, b) for a, b in zip(grain_test, tf_test))
+  np.testing.assert_array_equal(np.concatenate([b["mask"] for b in tf_test]), [1] * 6 + [0] * 2)
+  # Training: different shuffles, the same example for the same (epoch, record).
+  by_index = lambda batches: {int(i): jax.tree.map(lambda x, k=k: x[k], b)  # noqa: E731
+                              for b in batches for k, i in enumerate(b["index"])}
+  grain_train = by_index(_take(iter(grain_input.train_dataset(source, prep, batch_size=2, seed=0)), 3))
+  tf_train = by_index(list(tfdata_input.numpy_batches(tfdata_input.train_dataset(
+      paths, prep, batch_size=2, seed=0, num_records=NUM_CLIPS).take(3), paths)))
+  assert sorted(grain_train) == sorted(tf_train) == list(range(NUM_CLIPS))
+  assert all(_equal(grain_train[i], tf_train[i]) for i in range(NUM_CLIPS))
+
+
+def test_tfdata_resume_skips_consumed_batches(build, prep):
+  paths = build.shard_paths("tfrecord")
+  full = list(tfdata_input.numpy_batches(tfdata_input.train_dataset(
+      paths, prep, batch_size=2, seed=3, num_records=NUM_CLIPS).take(5), paths))
+  resumed = list(tfdata_input.numpy_batches(tfdata_input.train_dataset(
+      paths, prep, batch_size=2, seed=3, num_records=NUM_CLIPS, skip_batches=2).take(3), paths))
+  assert all(_equal(a, b) for a, b in zip(full[2:], resumed))
+
+
+def test_test_pass_pads_hosts_to_equal_batch_counts(build, prep):
+  source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
+  masks, indices = [], []
+  for host in range(4):  # 6 records over 4 hosts: 2, 2, 1, 1 real
+    batches = list(grain_input.test_dataset(source, prep, batch_size=2, process_index=host, process_count=4))
+    assert len(batches) == grain_input.num_test_batches(NUM_CLIPS, 2, 4) == 1
+    masks.append(batches[0]["mask"].tolist())
+    indices += [int(i) for i, m in zip(batches[0]["index"], batches[0]["mask"]) if m]
+  assert masks == [[1, 1], [1, 1], [1, 0], [1, 0]] and sorted(indices) == list(range(NUM_CLIPS))
+
+
+# ---------------------------------------------------------------------------
+# Bad shards.
+# ---------------------------------------------------------------------------
+def test_truncated_array_record_shard_is_named(build, tmp_path):
+  good, second = build.shard_paths("arrayrecord")
+  truncated = tmp_path / os.path.basename(second)
+  data = open(second, "rb").read()
+  truncated.write_bytes(data[: len(data) // 2])
+  with pytest.raises(grain_input.ShardError, match=f"{truncated.name} is truncated"):
+    grain_input.ArrayRecordShards([good, str(truncated)])
+  with pytest.raises(grain_input.ShardError, match="missing"):
+    grain_input.ArrayRecordShards([good, str(tmp_path / "nope.array_record")])
+
+
+def test_truncated_tfrecord_shard_gives_a_shard_error(build, prep, tmp_path):
+  first = build.shard_paths("tfrecord")[0]
+  truncated = tmp_path / "truncated-00000-of-00001"
+  data = open(first, "rb").read()
+  truncated.write_bytes(data[: len(data) - 1000])
+  paths = [str(truncated)]
+  with pytest.raises(grain_input.ShardError, match="truncated or corrupt"):
+    list(tfdata_input.numpy_batches(tfdata_input.test_dataset(paths, prep, batch_size=2, num_records=3), paths))
+
+
+def test_a_record_of_another_schema_is_refused_with_its_shard(prep, tmp_path):
+  record = synthetic.synthetic_record(0, dataset="vggsound", seconds=1.0, label=0, num_classes=4,
+                                      frame_size=(64, 48), rng=np.random.default_rng(0))
+  newer = records.encode(records.ClipRecord(**{**record.__dict__, "schema_version": contract.SCHEMA_VERSION + 1}))
+  path = str(tmp_path / "old-00000-of-00001.array_record")
+  records.write_array_record(path, [newer])
+  source = grain_input.ArrayRecordShards([path])
+  with pytest.raises(records.RecordError, match=r"old-00000-of-00001.array_record: record synthetic_000000: schema"):
+    next(iter(grain_input.test_dataset(source, prep, batch_size=1, read_threads=1)))
+  tf_path = str(tmp_path / "old-00000-of-00001")
+  records.write_tfrecord(tf_path, [newer])
+  with pytest.raises(Exception, match="schema version"):
+    list(tfdata_input.numpy_batches(tfdata_input.test_dataset([tf_path], prep, batch_size=1, num_records=1),
+                                    [tf_path]))

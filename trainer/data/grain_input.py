@@ -1,0 +1,188 @@
+"""The grain input pipeline over ArrayRecord shards: a deterministic index -> example map.
+
+Training, per host:
+
+  record ids 0..N-1 of the split (all shards, in manifest order)
+    -> this host's slice [process_index::process_count]
+    -> shuffle (grain's index shuffle, a new permutation each epoch)
+    -> repeat (num_epochs, or forever)
+    -> (position p) -> (epoch = p // records_per_host, record id)
+    -> read + ClipPreprocessor.train_example(bytes, epoch, record id)
+    -> threads (and optionally worker processes) -> batch (drop remainder)
+
+Element p of the stream is a pure function of (seed, p), so the iterator state
+grain saves is one integer per host, and a restored iterator continues at the
+same element with the same augmentations.
+
+Test passes go through every record of the host's slice once, in order, and
+pad the last batch with mask-0 copies so every host runs the same number of
+steps.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Optional, Sequence
+
+import grain
+import numpy as np
+
+from shared.records import RecordError
+from trainer.data.preprocess import ClipPreprocessor
+
+
+class ShardError(ValueError):
+  """A shard file is missing, truncated or not of the expected format."""
+
+
+def _mark_absl_flags_parsed(*_):
+  """grain 0.2.18 workers read an absl flag; outside absl.app nobody parsed flags."""
+  from absl import flags
+
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
+class ArrayRecordShards:
+  """ArrayRecord shards as one random-access source of serialized records.
+
+  Record ids run through the shards in the order given. Opening checks every
+  shard, and a record that fails to parse is reported with its shard.
+
+  Attributes:
+    paths: the shard files.
+  """
+
+  def __init__(self, paths: Sequence[str]):
+    import tensorflow as tf
+
+    self.paths = list(paths)
+    missing = [p for p in self.paths if not tf.io.gfile.exists(p)]
+    if missing:
+      raise ShardError(f"{len(missing)} ArrayRecord shard(s) missing, e.g. {missing[0]}")
+    try:
+      self._source = grain.sources.ArrayRecordDataSource(self.paths)
+    except RuntimeError as error:
+      raise ShardError(self._diagnose(error)) from error
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    counts = []
+    for path in self.paths:
+      reader = ArrayRecordReader(path)
+      counts.append(reader.num_records())
+      reader.close()
+    self._ends = np.cumsum(counts).tolist()
+
+  def _diagnose(self, error: Exception) -> str:
+    for path in self.paths:
+      try:
+        grain.sources.ArrayRecordDataSource([path])
+      except RuntimeError:
+        return f"ArrayRecord shard {path} is truncated or not an ArrayRecord file ({error or 'unreadable'})"
+    return f"cannot open the ArrayRecord shards: {error}"
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def shard_of(self, record_id: int) -> str:
+    return self.paths[bisect.bisect_right(self._ends, record_id)]
+
+  def __getitem__(self, record_id: int) -> bytes:
+    try:
+      return self._source[record_id]
+    except RuntimeError as error:
+      raise ShardError(f"cannot read record {record_id} of {self.shard_of(record_id)}: {error}") from error
+
+  def __repr__(self) -> str:  # grain prints sources in its stats
+    return f"ArrayRecordShards({len(self.paths)} files)"
+
+
+class _EpochAndRecord(grain.transforms.MapWithIndex):
+  """(stream position, record id) -> (epoch, record id)."""
+
+  def __init__(self, records_per_epoch: int):
+    self._records_per_epoch = records_per_epoch
+
+  def map_with_index(self, position: int, record_id: int):
+    return position // self._records_per_epoch, int(record_id)
+
+
+class _TrainExample(grain.transforms.Map):
+  """(epoch, record id) -> preprocessed training example."""
+
+  def __init__(self, source: ArrayRecordShards, preprocessor: ClipPreprocessor):
+    self._source, self._preprocessor = source, preprocessor
+
+  def map(self, epoch_and_record):
+    epoch, record_id = epoch_and_record
+    try:
+      return self._preprocessor.train_example(self._source[record_id], epoch, record_id)
+    except RecordError as error:
+      raise RecordError(f"{self._source.shard_of(record_id)}: {error}") from error
+
+
+class _TestExample(grain.transforms.Map):
+  """Pass position -> preprocessed test example; positions past the end are mask-0 padding."""
+
+  def __init__(self, source: ArrayRecordShards, preprocessor: ClipPreprocessor, record_ids: Sequence[int]):
+    self._source, self._preprocessor, self._record_ids = source, preprocessor, list(record_ids)
+
+  def map(self, position: int):
+    real = position < len(self._record_ids)
+    record_id = self._record_ids[position] if real else (self._record_ids[0] if self._record_ids else 0)
+    try:
+      return self._preprocessor.test_example(self._source[record_id], record_id, mask=1.0 if real else 0.0)
+    except RecordError as error:
+      raise RecordError(f"{self._source.shard_of(record_id)}: {error}") from error
+
+
+def _finish(dataset: grain.MapDataset, batch_size: int, drop_remainder: bool, read_threads: int,
+            worker_count: int) -> grain.IterDataset:
+  iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=4 * batch_size))
+  iterable = iterable.batch(batch_size, drop_remainder=drop_remainder)
+  if worker_count > 0:
+    _mark_absl_flags_parsed()
+    iterable = iterable.mp_prefetch(grain.multiprocessing.MultiprocessingOptions(num_workers=worker_count),
+                                    worker_init_fn=_mark_absl_flags_parsed)
+  return iterable
+
+
+def train_dataset(source: ArrayRecordShards, preprocessor: ClipPreprocessor, *, batch_size: int, seed: int,
+                  num_epochs: Optional[int] = None, process_index: int = 0, process_count: int = 1,
+                  read_threads: int = 4, worker_count: int = 0) -> grain.IterDataset:
+  """The training stream of this host's batches (see the module docstring).
+
+  Args:
+    source: the split's shards.
+    preprocessor: turns records into examples (its seed drives augmentation).
+    batch_size: examples per batch on this host.
+    seed: seeds the per-epoch shuffles.
+    num_epochs: passes over the data, None for an endless stream.
+    process_index: this host's index (jax.process_index()).
+    process_count: number of hosts (jax.process_count()).
+    read_threads: threads decoding examples in this process.
+    worker_count: extra worker processes (0: none; the state stays exact).
+  """
+  records = grain.MapDataset.range(len(source))[process_index::process_count]
+  if len(records) == 0:
+    raise ShardError(f"host {process_index} of {process_count} has no records: the split has only {len(source)}")
+  stream = records.shuffle(seed=seed % 2**32).repeat(num_epochs)
+  stream = stream.map_with_index(_EpochAndRecord(len(records))).map(_TrainExample(source, preprocessor))
+  return _finish(stream, batch_size, True, read_threads, worker_count)
+
+
+def test_dataset(source: ArrayRecordShards, preprocessor: ClipPreprocessor, *, batch_size: int,
+                 process_index: int = 0, process_count: int = 1, read_threads: int = 4,
+                 worker_count: int = 0) -> grain.IterDataset:
+  """One ordered pass over this host's records, padded with mask-0 copies of its first to equal batch counts."""
+  record_ids = list(range(len(source)))[process_index::process_count]
+  per_host = math.ceil(len(source) / process_count)
+  padded = math.ceil(per_host / batch_size) * batch_size
+  stream = grain.MapDataset.range(padded).map(_TestExample(source, preprocessor, record_ids))
+  return _finish(stream, batch_size, False, read_threads, worker_count)
+
+
+def num_test_batches(num_records: int, batch_size: int, process_count: int = 1) -> int:
+  """Batches every host runs in one test pass."""
+  return math.ceil(math.ceil(num_records / process_count) / batch_size)
