@@ -19,6 +19,8 @@ Output directory layout (local path or gs://):
     OUTPUT_DIR/label_map.json
     OUTPUT_DIR/ledger/*.jsonl                       one record per clip checked
     OUTPUT_DIR/refresh_report.json                  with --previous_build
+    OUTPUT_DIR/media/                               downloaded sections (local builds), reused by re-runs
+    OUTPUT_DIR/staging/                             records waiting for their shard (empty when done)
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from shared.media import decode
 
 LEDGER_DIR_NAME = refresh_lib.LEDGER_DIR_NAME
 REFRESH_REPORT_NAME = "refresh_report.json"
+STAGING_DIR_NAME = "staging"  # records between feature extraction and their shard
 BAD_ROW = "bad_row"
 
 BEAM_PASSTHROUGH_HELP = """
@@ -247,9 +250,13 @@ class BuildSplit(beam.PTransform):
     requests = pipeline | "ReadClipRequests" >> beam.Create(sorted(to_fetch, key=lambda r: r.clip_id))
     fetched, fetch_failures = requests | "Fetch" >> self._fetch
     encoded, feature_failures = fetched | "ExtractFeatures" >> features.ExtractFeatures(self._decode_options)
+    staging_dir = self._output_dir.rstrip("/") + "/" + STAGING_DIR_NAME
+    encoded = encoded | "StageRecords" >> shards.StageClips(staging_dir)
     if plan and plan.carry_over:
       requests_by_id = {r.clip_id: r for r in split.requests}
-      carried = pipeline | "CarryOverPreviousClips" >> refresh_lib.CarryOverPreviousClips(plan, requests_by_id)
+      carried = (pipeline
+                 | "CarryOverPreviousClips" >> refresh_lib.CarryOverPreviousClips(plan, requests_by_id)
+                 | "StageCarriedRecords" >> shards.StageClips(staging_dir))
       encoded = (encoded, carried) | "WithCarriedOver" >> beam.Flatten()
 
     shard_infos = encoded | "WriteShards" >> shards.WriteShards(

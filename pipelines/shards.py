@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import tempfile
 import uuid
-from typing import Iterable, NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -34,10 +35,11 @@ class EncodedClip(NamedTuple):
 
   Attributes:
     clip_id: the clip's id.
-    serialized: SequenceExample bytes (shared.records.encode).
+    serialized: SequenceExample bytes (shared.records.encode); empty once staged.
     melspec_sum: sum of the clip's log-mel values.
     melspec_sum_squares: sum of their squares.
     melspec_count: number of log-mel values.
+    staged_path: where StageClips put the bytes, if it did.
   """
 
   clip_id: str
@@ -45,6 +47,14 @@ class EncodedClip(NamedTuple):
   melspec_sum: float
   melspec_sum_squares: float
   melspec_count: int
+  staged_path: Optional[str] = None
+
+  def payload(self) -> bytes:
+    """The record's bytes, from the clip itself or from its staged file."""
+    if self.staged_path is None:
+      return self.serialized
+    with records.open_file(self.staged_path, "rb") as f:
+      return f.read()
 
   @classmethod
   def from_record(cls, record: records.ClipRecord, serialized: bytes | None = None) -> "EncodedClip":
@@ -94,7 +104,7 @@ def write_shard_files(output_dir: str, prefix: str, index: int, num_shards: int,
   ids = [clip.clip_id for clip in ordered]
   if len(set(ids)) != len(ids):
     raise ValueError(f"shard {index}: a clip id appears twice")
-  serialized = [clip.serialized for clip in ordered]
+  serialized = [clip.payload() for clip in ordered]
   name = records.shard_name(prefix, index, num_shards)
   files = {}
   if TFRECORD in formats:
@@ -117,7 +127,56 @@ def write_shard_files(output_dir: str, prefix: str, index: int, num_shards: int,
         tf.io.gfile.copy(local, temporary, overwrite=True)
         tf.io.gfile.rename(temporary, destination, overwrite=True)
     files[ARRAYRECORD] = array_name
+  for clip in ordered:  # the shard holds them now
+    if clip.staged_path is not None:
+      _remove(clip.staged_path)
   return ShardInfo(index=index, files=files, clip_ids=tuple(ids), num_bytes=sum(len(s) for s in serialized))
+
+
+def _remove(path: str) -> None:
+  from apache_beam.io.filesystems import FileSystems
+
+  try:
+    FileSystems.delete([path])
+  except Exception as error:  # a leftover staging file costs space, never correctness
+    logging.warning("could not remove staged file %s: %s", path, error)
+
+
+class _StageClipFn(beam.DoFn):
+  """Writes a clip's bytes to a file of its own and passes on a light EncodedClip."""
+
+  def __init__(self, staging_dir: str):
+    self._staging_dir = staging_dir
+
+  def setup(self):
+    if "://" not in self._staging_dir:
+      os.makedirs(self._staging_dir, exist_ok=True)
+
+  def process(self, clip: EncodedClip):
+    path = _join(self._staging_dir, f"{clip.clip_id}.record")
+    temporary = f"{path}.incomplete-{uuid.uuid4().hex}"
+    with records.open_file(temporary, "wb") as f:
+      f.write(clip.serialized)
+    records.rename(temporary, path)
+    yield clip._replace(serialized=b"", staged_path=path)
+
+
+class StageClips(beam.PTransform):
+  """EncodedClips -> the same, their bytes moved to files under `staging_dir`.
+
+  Grouping clips into shards moves every clip through the runner's shuffle; on
+  a local runner that is the launcher process, which would hold every record
+  in memory. Staged, only ids, paths and moments travel; the shard writer
+  reads the bytes back and removes the files. Apply it right after the step
+  that makes the records, so that it runs in the same worker.
+  """
+
+  def __init__(self, staging_dir: str):
+    super().__init__()
+    self._staging_dir = staging_dir
+
+  def expand(self, clips):
+    return clips | "WriteStagedRecord" >> beam.ParDo(_StageClipFn(self._staging_dir))
 
 
 class _WriteShardFn(beam.DoFn):

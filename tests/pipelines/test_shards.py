@@ -52,3 +52,21 @@ def test_empty_build_still_writes_a_complete_shard_set(tmp_path):
     _ = (pipeline | beam.Create([], reshuffle=False).with_output_types(shards.EncodedClip)
          | shards.WriteShards(str(tmp_path), "test", 2, formats=[shards.TFRECORD]))
   assert sorted(p.name for p in tmp_path.iterdir()) == ["test-00000-of-00002", "test-00001-of-00002"]
+
+
+def test_staged_clips_reach_their_shard_and_their_files_go(tmp_path):
+  clips = [_clip(i) for i in range(6)]
+  staging = tmp_path / "staging"
+  out = tmp_path / "out"
+  out.mkdir()
+  with TestPipeline() as pipeline:
+    _ = (pipeline
+         | beam.Create(clips)
+         | shards.StageClips(str(staging))
+         # Only ids, paths and moments travel on: the bytes left the element.
+         | beam.Filter(lambda clip: clip.serialized == b"" and clip.staged_path is not None)
+         | shards.WriteShards(str(out), "train", 2, formats=[shards.TFRECORD]))
+  written = sorted(p for name in ("train-00000-of-00002", "train-00001-of-00002")
+                   for p in records.read_tfrecord(str(out / name)))
+  assert written == sorted(c.serialized for c in clips)
+  assert list(staging.iterdir()) == []
