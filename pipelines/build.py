@@ -426,4 +426,6 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]):
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
   # Beam's own INFO lines (worker start-up, state caches) drown the build's story.
   logging.getLogger("apache_beam").setLevel(logging.WARNING)
+  # It relays every worker's start-up warnings (e.g. about a semi-persistent directory).
+  logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
   return args, beam_args
