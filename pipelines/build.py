@@ -429,3 +429,15 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]):
   # It relays every worker's start-up warnings (e.g. about a semi-persistent directory).
   logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
   return args, beam_args
+
+
+def main_of(run: Callable[[Optional[Sequence[str]]], dict], argv: Optional[Sequence[str]]) -> int:
+  """An entry point's exit status: 0 when the build finished, 2 with a one-line error otherwise."""
+  from pipelines.sources.rows import AnnotationError
+
+  try:
+    run(argv)
+  except (BuildError, AnnotationError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  return 0

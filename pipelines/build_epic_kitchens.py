@@ -61,12 +61,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  try:
-    run(argv)
-  except (build.BuildError, rows.AnnotationError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 2
-  return 0
+  return build.main_of(run, argv)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,9 @@ same command (see trainer/launch_tpu.sh) with MBT_DISTRIBUTED=1 or
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import time
-from typing import Any, Optional
+from typing import Any
 
 from absl import app, flags, logging
 import grain
