@@ -316,9 +316,11 @@ class ProgressMonitor:
 
   def _count(self):
     ledger = ledger_lib.read_ledger(self._ledger_dir, missing_ok=True)
-    failed = collections.Counter(f"{r.reason_class}/{r.reason}" for r in ledger.records.values()
+    # Bad annotation rows are in the ledger too, but were never fetched.
+    fetched = [r for r in ledger.records.values() if r.reason_class != BAD_ROW]
+    failed = collections.Counter(f"{r.reason_class}/{r.reason}" for r in fetched
                                  if r.status == ledger_lib.STATUS_FAILED)
-    return len(ledger.records), failed
+    return len(fetched), failed
 
   def line(self) -> str:
     checked, failed = self._count()

@@ -54,9 +54,10 @@ class _DownloadFn(_CountingDoFn):
     self._downloader = ClipDownloader(self._config)
 
   def start_bundle(self):
-    # One ledger file per bundle: Beam may retry a bundle, and a retried
-    # bundle's records simply supersede (same clip, later check time).
-    self._ledger = ledger_lib.LedgerWriter(self._ledger_dir)
+    # One ledger file per bundle (opened at its first clip, so empty bundles
+    # leave no file): Beam may retry a bundle, and a retried bundle's records
+    # simply supersede (same clip, later check time).
+    self._ledger = None
 
   def finish_bundle(self):
     if self._ledger is not None:
@@ -65,6 +66,8 @@ class _DownloadFn(_CountingDoFn):
 
   def process(self, request: ClipRequest):
     result = self._downloader.download(request)
+    if self._ledger is None:
+      self._ledger = ledger_lib.LedgerWriter(self._ledger_dir)
     record = self._ledger.append_result(result)
     if not result.ok:
       self._count(f"failed_{result.failure_class.value}_{result.reason.value}")

@@ -131,8 +131,9 @@ class SubsetReport:
         "size": self.size,
         "quota": self.quota,
         "classes_kept_whole": self.classes_kept_whole,
-        "balance_before": self.balance_before,
-        "balance_after": self.balance_after,
+        # A median class count of 0 makes the ratio infinite; JSON has no infinity.
+        "balance_before": self.balance_before if np.isfinite(self.balance_before) else None,
+        "balance_after": self.balance_after if np.isfinite(self.balance_after) else None,
         "classes": [
             {"index": i, "name": name, "before": before, "after": after}
             for i, (name, before, after) in enumerate(zip(self.class_names, self.counts_before, self.counts_after))
