@@ -39,7 +39,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines import features, manifest as manifest_lib, refresh as refresh_lib, shards
+from pipelines import features, fetch, manifest as manifest_lib, refresh as refresh_lib, shards
 from pipelines.download import ledger as ledger_lib
 from pipelines.download.backoff import RetryPolicy
 from pipelines.download.downloader import DownloadConfig
@@ -115,10 +115,18 @@ def add_download_arguments(parser: argparse.ArgumentParser) -> None:
   group.add_argument("--max_attempts", type=int, default=3, help="attempts per clip for transient failures")
   group.add_argument("--retry_base_delay", type=float, default=2.0, help="first backoff delay, seconds")
   group.add_argument("--socket_timeout", type=float, default=20.0, help="network timeout, seconds")
+  group.add_argument("--verify_by_decoding", action="store_true",
+                     help="verify each download by decoding it (default: from its packets; feature extraction "
+                     "decodes every clip right after anyway)")
 
 
 def ledger_dir(args: argparse.Namespace) -> str:
   return args.output_dir.rstrip("/") + "/" + LEDGER_DIR_NAME
+
+
+def youtube_fetch(args: argparse.Namespace) -> beam.PTransform:
+  """The fetch step of the YouTube builds, as the command line configures it."""
+  return fetch.FetchFromYouTube(download_config(args), ledger_dir(args), verify_by_decoding=args.verify_by_decoding)
 
 
 def download_config(args: argparse.Namespace) -> DownloadConfig:

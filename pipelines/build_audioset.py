@@ -22,7 +22,7 @@ import json
 import sys
 from typing import Optional, Sequence
 
-from pipelines import build, fetch, manifest as manifest_lib
+from pipelines import build, manifest as manifest_lib
 from pipelines.sources import as500k, audioset, rows
 
 SPLITS = ("balanced_train", "eval", "unbalanced_train", "as500k")
@@ -80,7 +80,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
   """Parses the command line and runs the build; returns its manifest."""
   args, beam_args = build.parse_args(make_parser(), argv)
   split, report = load_split(args)
-  manifest = build.run_build(split, fetch.FetchFromYouTube(build.download_config(args), build.ledger_dir(args)),
+  manifest = build.run_build(split, build.youtube_fetch(args),
                              args, beam_args)
   if report is not None:
     write_subset_report(args.output_dir, report)

@@ -30,7 +30,7 @@ import dataclasses
 import sys
 from typing import Optional, Sequence
 
-from pipelines import build, fetch
+from pipelines import build
 from pipelines.sources import rows, vggsound
 
 
@@ -77,7 +77,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
   """Parses the command line and runs the build; returns its manifest."""
   args, beam_args = build.parse_args(make_parser(), argv)
   split = load_split(args)
-  return build.run_build(split, fetch.FetchFromYouTube(build.download_config(args), build.ledger_dir(args)),
+  return build.run_build(split, build.youtube_fetch(args),
                          args, beam_args)
 
 

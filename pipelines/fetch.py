@@ -23,6 +23,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.download import ledger as ledger_lib
+from pipelines.download import verify
 from pipelines.download.downloader import ClipDownloader, DownloadConfig
 from pipelines.features import FAILED, FetchedClip, failure_record
 from pipelines.sources import epic_kitchens
@@ -44,14 +45,16 @@ class _CountingDoFn(beam.DoFn):
 class _DownloadFn(_CountingDoFn):
   """Downloads one clip's section; writes the result to the ledger at once."""
 
-  def __init__(self, config: DownloadConfig, ledger_dir: str):
+  def __init__(self, config: DownloadConfig, ledger_dir: str, verify_by_decoding: bool):
     self._config = config
     self._ledger_dir = ledger_dir
+    self._verify_by_decoding = verify_by_decoding
     self._downloader: Optional[ClipDownloader] = None
     self._ledger: Optional[ledger_lib.LedgerWriter] = None
 
   def setup(self):
-    self._downloader = ClipDownloader(self._config)
+    verifier = verify.check_media if self._verify_by_decoding else verify.check_packets
+    self._downloader = ClipDownloader(self._config, verifier=verifier)
 
   def start_bundle(self):
     # One ledger file per bundle (opened at its first clip, so empty bundles
@@ -80,21 +83,29 @@ class _DownloadFn(_CountingDoFn):
 
 
 class FetchFromYouTube(beam.PTransform):
-  """ClipRequests -> (FetchedClips, failure LedgerRecords), downloading with yt-dlp."""
+  """ClipRequests -> (FetchedClips, failure LedgerRecords), downloading with yt-dlp.
+
+  Each download is verified before it counts. By default from its packets'
+  timestamps (an empty, cut-short or non-media file, a missing stream, a span
+  not covered): feature extraction decodes every clip right after and records
+  data that does not decode, so decoding twice would only double the cost.
+  `verify_by_decoding` decodes instead, as the stand-alone downloader does.
+  """
 
   writes_ledger = True  # every result is in the ledger already; the build must not add its failures again
 
-  def __init__(self, config: DownloadConfig, ledger_dir: str):
+  def __init__(self, config: DownloadConfig, ledger_dir: str, verify_by_decoding: bool = False):
     super().__init__()
     self._config = config
     self._ledger_dir = ledger_dir
+    self._verify_by_decoding = verify_by_decoding
 
   def expand(self, requests):
     outputs = (requests
                # Downloads are slow and uneven: spread them over workers
                # instead of leaving them fused to the step that made them.
                | "SpreadOverWorkers" >> beam.Reshuffle()
-               | "DownloadSection" >> beam.ParDo(_DownloadFn(self._config, self._ledger_dir)).with_outputs(
+               | "DownloadSection" >> beam.ParDo(_DownloadFn(self._config, self._ledger_dir, self._verify_by_decoding)).with_outputs(
                    FAILED, main="fetched"))
     return outputs.fetched, outputs[FAILED]
 
