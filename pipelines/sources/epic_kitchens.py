@@ -51,6 +51,26 @@ _RESOLUTION_PATTERN = re.compile(r"([1-9][0-9]*)x([1-9][0-9]*)")
 _NUMBER_PATTERN = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
+def _csv_rows(path: str | os.PathLike, header: tuple[str, ...]):
+  """(line number, fields) of each row of a small CSV whose first row must be `header`.
+
+  Raises:
+    BadFileError: the first row is not `header`.
+    BadRowError: a row with another number of columns.
+  """
+  file = os.fspath(path)
+  with open(path, encoding="utf-8-sig", newline="") as handle:
+    reader = csv.reader(handle, strict=True)
+    found = next(reader, None)
+    if found is None or tuple(found) != header:
+      raise BadFileError(file, f"expected header {','.join(header)}, got {found!r}")
+    for fields in reader:
+      if len(fields) != len(header):
+        raise BadRowError(file, reader.line_num,
+                          f"expected {len(header)} columns ({', '.join(header)}), got {len(fields)}")
+      yield reader.line_num, fields
+
+
 # ---------------------------------------------------------------------------
 # Classes.
 # ---------------------------------------------------------------------------
@@ -66,20 +86,12 @@ def load_epic_class_map(path: str | os.PathLike, name: str) -> contract.LabelMap
   """
   file = os.fspath(path)
   keys: list[str] = []
-  with open(path, encoding="utf-8-sig", newline="") as handle:
-    reader = csv.reader(handle, strict=True)
-    header = next(reader, None)
-    if header is None or tuple(header) != CLASS_FILE_HEADER:
-      raise BadFileError(file, f"expected header {','.join(CLASS_FILE_HEADER)}, got {header!r}")
-    for fields in reader:
-      line = reader.line_num
-      if len(fields) != len(CLASS_FILE_HEADER):
-        raise BadRowError(file, line, f"expected 4 columns ({', '.join(CLASS_FILE_HEADER)}), got {len(fields)}")
-      if fields[0] != str(len(keys)):
-        raise BadRowError(file, line, f"id {fields[0]!r} out of sequence, expected {len(keys)}")
-      if not fields[1]:
-        raise BadRowError(file, line, "empty key")
-      keys.append(fields[1])
+  for line, fields in _csv_rows(path, CLASS_FILE_HEADER):
+    if fields[0] != str(len(keys)):
+      raise BadRowError(file, line, f"id {fields[0]!r} out of sequence, expected {len(keys)}")
+    if not fields[1]:
+      raise BadRowError(file, line, "empty key")
+    keys.append(fields[1])
   try:
     return contract.LabelMap.from_names(name, keys, ids=keys)
   except ValueError as error:
@@ -458,34 +470,26 @@ def load_epic_video_info(path: str | os.PathLike) -> dict[str, EpicVideoInfo]:
   file = os.fspath(path)
   videos: dict[str, EpicVideoInfo] = {}
   first_line_of: dict[str, int] = {}
-  with open(path, encoding="utf-8-sig", newline="") as handle:
-    reader = csv.reader(handle, strict=True)
-    header = next(reader, None)
-    if header is None or tuple(header) != VIDEO_INFO_HEADER:
-      raise BadFileError(file, f"expected header {','.join(VIDEO_INFO_HEADER)}, got {header!r}")
-    for fields in reader:
-      line = reader.line_num
-      if len(fields) != len(VIDEO_INFO_HEADER):
-        raise BadRowError(file, line, f"expected 4 columns ({', '.join(VIDEO_INFO_HEADER)}), got {len(fields)}")
-      video_id, duration, fps, resolution = (field.strip() for field in fields)
-      if _VIDEO_ID_PATTERN.fullmatch(video_id) is None:
-        raise BadRowError(file, line, f"bad video_id {video_id!r}")
-      if video_id in first_line_of:
-        raise BadRowError(file, line, f"video {video_id!r} listed twice, first at line {first_line_of[video_id]}")
-      for name, text in (("duration", duration), ("fps", fps)):
-        if _NUMBER_PATTERN.fullmatch(text) is None or float(text) <= 0:
-          raise BadRowError(file, line, f"{name} {text!r} is not a positive number")
-      size = _RESOLUTION_PATTERN.fullmatch(resolution)
-      if size is None:
-        raise BadRowError(file, line, f"resolution {resolution!r} is not WIDTHxHEIGHT")
-      first_line_of[video_id] = line
-      videos[video_id] = EpicVideoInfo(
-          video_id=video_id,
-          duration_s=float(duration),
-          fps=float(fps),
-          width=int(size.group(1)),
-          height=int(size.group(2)),
-      )
+  for line, fields in _csv_rows(path, VIDEO_INFO_HEADER):
+    video_id, duration, fps, resolution = (field.strip() for field in fields)
+    if _VIDEO_ID_PATTERN.fullmatch(video_id) is None:
+      raise BadRowError(file, line, f"bad video_id {video_id!r}")
+    if video_id in first_line_of:
+      raise BadRowError(file, line, f"video {video_id!r} listed twice, first at line {first_line_of[video_id]}")
+    for name, text in (("duration", duration), ("fps", fps)):
+      if _NUMBER_PATTERN.fullmatch(text) is None or float(text) <= 0:
+        raise BadRowError(file, line, f"{name} {text!r} is not a positive number")
+    size = _RESOLUTION_PATTERN.fullmatch(resolution)
+    if size is None:
+      raise BadRowError(file, line, f"resolution {resolution!r} is not WIDTHxHEIGHT")
+    first_line_of[video_id] = line
+    videos[video_id] = EpicVideoInfo(
+        video_id=video_id,
+        duration_s=float(duration),
+        fps=float(fps),
+        width=int(size.group(1)),
+        height=int(size.group(2)),
+    )
   return videos
 
 
