@@ -39,7 +39,7 @@ from pipelines.download.downloader import ClipDownloader, DownloadConfig  # noqa
 from pipelines.download.results import DownloadRequest  # noqa: E402
 from pipelines.download.verify import MediaCheck, check_media  # noqa: E402
 from shared.media.generator import ClipSpec, write_clip  # noqa: E402
-from shared.media.server import MediaServer  # noqa: E402
+from testsupport.media_server import MediaServer  # noqa: E402
 
 
 def probe_only(path: str, span_start_s: float, span_end_s: float, require_video: bool = True,

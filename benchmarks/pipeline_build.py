@@ -205,10 +205,11 @@ def run_build(work: str, name: str, ytids: list[str], url_template: str, workers
       log.seek(0)
       raise RuntimeError(f"build {name} failed ({returncode}):\n{log.read().decode(errors='replace')[-3000:]}")
   after = resource.getrusage(resource.RUSAGE_CHILDREN)
-  with open(os.path.join(output_dir, "manifest.json")) as f:
-    counts = json.load(f)["counts"]
-  if counts["written"] != len(ytids):
-    raise RuntimeError(f"build {name} wrote {counts['written']} of {len(ytids)} clips: {counts}")
+  from shared.manifest import read_manifest  # pylint: disable=import-outside-toplevel
+
+  counts = read_manifest(output_dir).counts
+  if counts.written != len(ytids):
+    raise RuntimeError(f"build {name} wrote {counts.written} of {len(ytids)} clips: {counts}")
   # Waited-for descendants report their CPU to the launcher's rusage; processes
   # that exit unwaited do not, and the /proc samples catch those.
   rusage_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -259,7 +260,7 @@ def main(argv=None) -> int:
     parser.error("need --clips >= 2 and 0 <= --small_clips < --clips")
 
   from shared.media import generator
-  from shared.media.server import MediaServer
+  from testsupport.media_server import MediaServer
 
   with tempfile.TemporaryDirectory(prefix="pipeline-build-bench-") as work:
     media_dir = os.path.join(work, "served")

@@ -1,7 +1,7 @@
 """AS-500K at full size: 2M generated AudioSet segments -> 500k, timed.
 
 The real unbalanced_train list is not in the repository, so this writes a
-generated one in its exact format (pipelines/sources/synthetic_audioset.py:
+generated one in its exact format (testsupport/synthetic_audioset.py:
 real MIDs, Zipf-like classes), parses it as a file like the real one, selects
 AS-500K and prints the times, the size against the 1% band, the balance
 figures and the head and tail of the per-class table.
@@ -22,7 +22,8 @@ import time
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from pipelines.sources import as500k, audioset, synthetic_audioset  # noqa: E402
+from pipelines.sources import as500k, audioset  # noqa: E402
+from testsupport import synthetic_audioset  # noqa: E402
 
 LABELS = REPO_ROOT / "tests" / "data" / "annotations" / "audioset" / "class_labels_indices.csv"
 

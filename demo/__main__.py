@@ -21,6 +21,7 @@ about 0.5 (each modality knows only half of the label).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -81,9 +82,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   builds_dir = os.path.join(args.workdir, "builds")
   manifests = demo_build.build_splits(data, builds_dir, frame_short_side=FRAME_SHORT_SIDE)
   for split, manifest in manifests.items():
-    counts = manifest["counts"]
-    say(f"    {split}: {counts['written']} clips in shards, {counts['failed']} in the failure ledger "
-        f"({', '.join(f'{r} {n}' for r, n in counts['failed_by_reason'].items()) or 'none'})")
+    counts = manifest.counts
+    say(f"    {split}: {counts.written} clips in shards, {counts.failed} in the failure ledger "
+        f"({', '.join(f'{r} {n}' for r, n in counts.failed_by_reason.items()) or 'none'})")
 
   # 3 and 4. Training and evaluation of every variant.
   say(f"3/4 training {len(args.variants)} variants for {args.steps} steps each on CPU")
@@ -100,7 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     say(f"    wrote {path}")
   with open(os.path.join(args.workdir, "results.json"), "w") as f:
     json.dump({"variants": [{k: v for k, v in r.items() if k != "model"} for r in results],
-               "builds": {s: m["counts"] for s, m in manifests.items()}}, f, indent=1)
+               "builds": {s: dataclasses.asdict(m.counts) for s, m in manifests.items()}}, f, indent=1)
   say(f"done in {(time.monotonic() - started) / 60:.1f} min")
   verdict = report.verdict(results)
   say(verdict)

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from demo.dataset import DemoDataset, media_name
 from pipelines import build_vggsound
-from shared.media.server import MediaServer
+from testsupport.media_server import MediaServer
 
 SPLITS = ("train", "test")
 

@@ -22,11 +22,12 @@ import json
 import sys
 from typing import Optional, Sequence
 
-from pipelines import build, manifest as manifest_lib
+from pipelines import build
 from pipelines.sources import as500k, audioset, rows
+from shared import files, layout
+from shared.manifest import Manifest
 
 SPLITS = ("balanced_train", "eval", "unbalanced_train", "as500k")
-AS500K_REPORT_NAME = "as500k_report.json"
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -63,25 +64,22 @@ def write_subset_report(output_dir: str, report: as500k.SubsetReport) -> None:
   Written after the build, when the output directory exists, and left alone
   when unchanged, so that re-running a finished build changes nothing.
   """
-  from shared import records
-
-  path = output_dir.rstrip("/") + "/" + AS500K_REPORT_NAME
+  path = layout.BuildLayout(output_dir).as500k_report
   payload = json.loads(json.dumps(report.to_json_dict()))
-  try:
-    with records.open_file(path, "r") as f:
-      if json.load(f) == payload:
+  if files.exists(path):
+    try:
+      if files.read_json(path) == payload:
         return
-  except Exception:  # absent or unreadable, locally or on gs://: write it
-    pass
-  manifest_lib.write_json_atomically(path, payload)
+    except ValueError:  # unreadable: write it anew
+      pass
+  files.write_json(path, payload)
 
 
-def run(argv: Optional[Sequence[str]] = None) -> dict:
+def run(argv: Optional[Sequence[str]] = None) -> Manifest:
   """Parses the command line and runs the build; returns its manifest."""
   args, beam_args = build.parse_args(make_parser(), argv)
   split, report = load_split(args)
-  manifest = build.run_build(split, build.youtube_fetch(args),
-                             args, beam_args)
+  manifest = build.run_build(split, build.youtube_fetch(args), args, beam_args)
   if report is not None:
     write_subset_report(args.output_dir, report)
   return manifest

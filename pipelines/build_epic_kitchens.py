@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 
 from pipelines import build, fetch
 from pipelines.sources import epic_kitchens, rows
+from shared.manifest import Manifest
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -54,7 +55,7 @@ def load_split(args: argparse.Namespace) -> build.SplitToBuild:
                             rejected=split.rejected, other_label_maps=(verbs, nouns))
 
 
-def run(argv: Optional[Sequence[str]] = None) -> dict:
+def run(argv: Optional[Sequence[str]] = None) -> Manifest:
   """Parses the command line and runs the build; returns its manifest."""
   args, beam_args = build.parse_args(make_parser(), argv)
   return build.run_build(load_split(args), fetch.OpenLocalVideos(args.videos_dir), args, beam_args)

@@ -32,6 +32,7 @@ from typing import Optional, Sequence
 
 from pipelines import build
 from pipelines.sources import rows, vggsound
+from shared.manifest import Manifest
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -73,12 +74,11 @@ def _parse_split(args: argparse.Namespace) -> build.SplitToBuild:
   return build.SplitToBuild.from_parse(rows.VGGSOUND, args.split, parsed, label_map)
 
 
-def run(argv: Optional[Sequence[str]] = None) -> dict:
+def run(argv: Optional[Sequence[str]] = None) -> Manifest:
   """Parses the command line and runs the build; returns its manifest."""
   args, beam_args = build.parse_args(make_parser(), argv)
   split = load_split(args)
-  return build.run_build(split, build.youtube_fetch(args),
-                         args, beam_args)
+  return build.run_build(split, build.youtube_fetch(args), args, beam_args)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -17,10 +17,10 @@ import apache_beam as beam
 from pipelines.download import ledger
 from pipelines.sources.rows import ClipRequest
 from shared import contract, records
+from shared.failures import Reason
 from shared.media import decode, errors, logmel
 
 FAILED = "failed"  # the tag of every stage's failure output
-INVALID_MEDIA = "invalid_media"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +41,7 @@ class FetchedClip:
   media_start_s: float
 
 
-def failure_record(request: ClipRequest, reason_class: str, reason: str, message: str,
-                   attempts: int = 0) -> ledger.LedgerRecord:
+def failure_record(request: ClipRequest, reason: Reason, message: str, attempts: int = 0) -> ledger.LedgerRecord:
   """The ledger record of a requested clip that will not be in the shards.
 
   Failures travel through the pipeline as ledger records, the same type the
@@ -50,21 +49,21 @@ def failure_record(request: ClipRequest, reason_class: str, reason: str, message
   """
   return ledger.LedgerRecord(
       clip_id=request.clip_id, source_id=request.source_id, status=ledger.STATUS_FAILED,
-      reason_class=reason_class, reason=reason, message=message, attempts=attempts,
+      reason_class=reason.failure_class.value, reason=reason.value, message=message, attempts=attempts,
       checked_at=ledger.utc_now_iso(), start_s=float(request.start_s), end_s=float(request.end_s))
 
 
-def _reason_for(error: Exception) -> str:
-  """The invalid-media reason of a decode error (the downloader's vocabulary)."""
+def reason_for(error: Exception) -> Reason:
+  """Why a clip whose decode raised `error` is not in the build."""
   if isinstance(error, errors.NoVideoStreamError):
-    return "missing_stream"
+    return Reason.MISSING_STREAM
   if isinstance(error, errors.DecodeTimeoutError):
-    return "decode_timeout"
+    return Reason.DECODE_TIMEOUT
   if isinstance(error, errors.UnreadableMediaError):
-    return "not_media"
+    return Reason.NOT_MEDIA
   if isinstance(error, errors.InvalidSpanError):
-    return "invalid_span"
-  return "undecodable"
+    return Reason.INVALID_SPAN
+  return Reason.UNDECODABLE
 
 
 def make_record(fetched: FetchedClip, decoded: decode.DecodedClip) -> records.ClipRecord:
@@ -122,10 +121,10 @@ class ExtractFeaturesFn(beam.DoFn):
       record = make_record(fetched, decoded)
       encoded = EncodedClip.from_record(record)
     except (errors.MediaError, errors.InvalidSpanError, records.RecordError) as error:
-      reason = _reason_for(error)
-      self._count(f"failed_invalid_media_{reason}")
+      reason = reason_for(error)
+      self._count(f"failed_{reason.failure_class.value}_{reason.value}")
       logging.warning("clip %s: %s", request.clip_id, error)
-      yield beam.pvalue.TaggedOutput(FAILED, failure_record(request, INVALID_MEDIA, reason, str(error)))
+      yield beam.pvalue.TaggedOutput(FAILED, failure_record(request, reason, str(error)))
       return
     if not decoded.has_audio:
       self._count("clips_without_audio")

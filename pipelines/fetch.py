@@ -22,12 +22,13 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.download import ledger as ledger_lib
 from pipelines.download import verify
 from pipelines.download.downloader import ClipDownloader, DownloadConfig
 from pipelines.features import FAILED, FetchedClip, failure_record
+from pipelines.ledger_sink import BundleLedger
 from pipelines.sources import epic_kitchens
 from pipelines.sources.rows import ClipRequest
+from shared.failures import Reason
 
 
 class _CountingDoFn(beam.DoFn):
@@ -50,28 +51,19 @@ class _DownloadFn(_CountingDoFn):
     self._ledger_dir = ledger_dir
     self._verify_by_decoding = verify_by_decoding
     self._downloader: Optional[ClipDownloader] = None
-    self._ledger: Optional[ledger_lib.LedgerWriter] = None
+    self._ledger: Optional[BundleLedger] = None
 
   def setup(self):
     verifier = verify.check_media if self._verify_by_decoding else verify.check_packets
     self._downloader = ClipDownloader(self._config, verifier=verifier)
-
-  def start_bundle(self):
-    # One ledger file per bundle (opened at its first clip, so empty bundles
-    # leave no file): Beam may retry a bundle, and a retried bundle's records
-    # simply supersede (same clip, later check time).
-    self._ledger = None
+    self._ledger = BundleLedger(self._ledger_dir)
 
   def finish_bundle(self):
-    if self._ledger is not None:
-      self._ledger.close()
-      self._ledger = None
+    self._ledger.close()
 
   def process(self, request: ClipRequest):
     result = self._downloader.download(request)
-    if self._ledger is None:
-      self._ledger = ledger_lib.LedgerWriter(self._ledger_dir)
-    record = self._ledger.append_result(result)
+    record = self._ledger.writer.append_result(result)
     if not result.ok:
       self._count(f"failed_{result.failure_class.value}_{result.reason.value}")
       logging.info("clip %s not fetched: %s/%s", request.clip_id, record.reason_class, record.reason)
@@ -119,9 +111,9 @@ class _OpenLocalVideoFn(_CountingDoFn):
   def process(self, request: ClipRequest):
     path = epic_kitchens.epic_video_path(self._videos_dir, request.source_id)
     if not FileSystems.exists(path):
-      self._count("failed_missing_video")
+      self._count(f"failed_{Reason.MISSING_VIDEO.value}")
       yield beam.pvalue.TaggedOutput(FAILED, failure_record(
-          request, "permanent", "missing_video", f"video {request.source_id} not found at {path}"))
+          request, Reason.MISSING_VIDEO, f"video {request.source_id} not found at {path}"))
       return
     self._count("opened")
     yield FetchedClip(request=request, media_path=path, media_start_s=request.start_s)

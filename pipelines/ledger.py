@@ -1,7 +1,7 @@
 """Reading the availability ledger from the command line.
 
     python -m pipelines.ledger summary LEDGER
-    python -m pipelines.ledger list LEDGER --status failed --reason permanent
+    python -m pipelines.ledger list LEDGER --status failed --reason transient
 
 LEDGER is a ledger directory (local or gs://), one ledger file, or a glob
 pattern. ``summary`` prints clips by status, reason class and reason; ``list``
@@ -16,6 +16,7 @@ import argparse
 import sys
 
 from pipelines.download.ledger import STATUSES, LedgerError, format_summary, read_ledger
+from shared.failures import FailureClass, Reason
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -62,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Print the latest record of each selected clip, sorted by clip id.")
   add_common(listing)
   listing.add_argument("--status", choices=STATUSES, help="only clips with this status")
-  listing.add_argument("--reason", help="only clips with this reason class (permanent, transient, needs_cookies, "
-                       "invalid_media) or reason (private, http_404, rate_limited, ...)")
+  listing.add_argument("--reason", help="only clips with this reason class (" + ", ".join(FailureClass) + ") or "
+                       "reason (" + ", ".join(list(Reason)[:3]) + ", ...; see python -m shared.failures)")
   listing.add_argument("--format", choices=("tsv", "ids", "jsonl"), default="tsv",
                        help="tsv: one line per clip with status, reasons, attempts, time and message (default); "
                        "ids: clip ids only; jsonl: the records")

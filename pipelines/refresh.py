@@ -21,20 +21,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 from typing import Iterable, Mapping, Optional, Sequence
 
 import apache_beam as beam
 
-from pipelines import manifest as manifest_lib
 from pipelines.download import ledger as ledger_lib
 from pipelines.shards import EncodedClip
 from pipelines.sources.rows import ClipRequest
-from shared import contract, records
+from shared import contract, layout, records
+from shared.failures import FailureClass
+from shared.manifest import Manifest, ManifestError, read_manifest
 
 # Build options that change the bytes of a record: a previous build made with
 # other values cannot be carried over.
 FEATURE_OPTIONS = ("frame_short_side", "jpeg_quality")
-PERMANENT = "permanent"
 
 
 class RefreshError(ValueError):
@@ -57,39 +58,33 @@ class RefreshPlan:
   to_fetch: tuple[ClipRequest, ...]
   carry_over: Mapping[str, str]
   carried_failures: tuple[ledger_lib.LedgerRecord, ...]
-  previous_manifest: Mapping
+  previous_manifest: Manifest
   previous_dir: str
   reason_not_carried: Optional[str] = None
-
-
-def _join(directory: str, name: str) -> str:
-  return directory.rstrip("/") + "/" + name
 
 
 def plan_refresh(requests: Sequence[ClipRequest], previous_dir: str, build_options: Mapping,
                  recheck_unavailable: bool = False) -> RefreshPlan:
   """Decides, per requested clip, whether to carry it over, fetch it, or keep its failure."""
   try:
-    previous = manifest_lib.read_manifest(previous_dir)
+    previous = read_manifest(previous_dir)
   except Exception as error:  # missing file, bad JSON, unreachable bucket
-    raise RefreshError(f"{previous_dir} holds no finished build (its {manifest_lib.MANIFEST_NAME} "
+    raise RefreshError(f"{previous_dir} holds no finished build (its {layout.MANIFEST_NAME} "
                        f"cannot be read: {error})") from error
 
   reason_not_carried = None
   try:
-    contract.check_contract(previous["contract"], where=f"previous build {previous_dir}")
+    previous.check_contract(where=f"previous build {previous_dir}")
   except contract.ContractMismatchError as error:
     reason_not_carried = str(error)
-  previous_options = previous.get("build_options", {})
+  previous_options = previous.build_options
   changed = [k for k in FEATURE_OPTIONS if k in previous_options and previous_options[k] != build_options.get(k)]
   if changed and reason_not_carried is None:
     reason_not_carried = f"previous build used other feature options: {', '.join(changed)}"
 
-  in_shards = {} if reason_not_carried else {
-      clip_id: shard for shard, ids in previous.get("shard_clip_ids", {}).items() for clip_id in ids}
+  in_shards = {} if reason_not_carried else previous.shard_holding()
   previous_failures = {}
-  ledger_dir = _join(previous_dir, LEDGER_DIR_NAME)
-  for record in ledger_lib.read_ledger(ledger_dir, missing_ok=True).records.values():
+  for record in ledger_lib.read_ledger(layout.BuildLayout(previous_dir).ledger_dir, missing_ok=True).records.values():
     if record.status == ledger_lib.STATUS_FAILED:
       previous_failures[record.clip_id] = record
 
@@ -99,7 +94,7 @@ def plan_refresh(requests: Sequence[ClipRequest], previous_dir: str, build_optio
       carry_over[request.clip_id] = in_shards[request.clip_id]
       continue
     failure = previous_failures.get(request.clip_id)
-    if failure is not None and failure.reason_class == PERMANENT and not recheck_unavailable:
+    if failure is not None and failure.reason_class == FailureClass.PERMANENT.value and not recheck_unavailable:
       carried_failures.append(failure)
       continue
     to_fetch.append(request)
@@ -107,9 +102,6 @@ def plan_refresh(requests: Sequence[ClipRequest], previous_dir: str, build_optio
     logging.warning("refresh: nothing carried over from %s: %s", previous_dir, reason_not_carried)
   return RefreshPlan(to_fetch=tuple(to_fetch), carry_over=carry_over, carried_failures=tuple(carried_failures),
                      previous_manifest=previous, previous_dir=previous_dir, reason_not_carried=reason_not_carried)
-
-
-LEDGER_DIR_NAME = "ledger"
 
 
 def relabel(record: records.ClipRecord, request: ClipRequest) -> records.ClipRecord:
@@ -131,7 +123,8 @@ class CarryOverPreviousClips(beam.PTransform):
 
   def __init__(self, plan: RefreshPlan, requests_by_id: Mapping[str, ClipRequest]):
     super().__init__()
-    self._shard_paths = sorted({_join(plan.previous_dir, shard) for shard in plan.carry_over.values()})
+    previous = layout.BuildLayout(plan.previous_dir)
+    self._shard_paths = sorted({previous.path(shard) for shard in plan.carry_over.values()})
     self._carried = sorted((clip_id, requests_by_id[clip_id]) for clip_id in plan.carry_over)
 
   def expand(self, pipeline):
@@ -165,19 +158,13 @@ def _relabelled(joined):
   yield EncodedClip.from_record(relabel(found[0], requests[0]))
 
 
-def refresh_report(previous: Mapping, current: Mapping) -> dict:
+def refresh_report(previous: Manifest, current: Manifest) -> dict:
   """Kept / new / recovered / lost / still failing / newly failing clips, with ids."""
-  def written(m):
-    return {clip_id for ids in m.get("shard_clip_ids", {}).values() for clip_id in ids}
-
-  def failed(m):
-    return {entry["clip_id"]: entry["reason"] for entry in m.get("failed_clips", [])}
-
-  before_ok, after_ok = written(previous), written(current)
-  before_failed, after_failed = failed(previous), failed(current)
+  before_ok, after_ok = previous.written_clip_ids(), current.written_clip_ids()
+  before_failed, after_failed = previous.failure_reasons(), current.failure_reasons()
   before_all = before_ok | set(before_failed)
   report = {
-      "previous_build_created": previous.get("created"),
+      "previous_build_created": previous.created,
       "kept": sorted(before_ok & after_ok),
       "new": sorted(after_ok - before_all),
       "recovered": sorted(after_ok & set(before_failed)),
@@ -199,7 +186,7 @@ def format_refresh_report(report: Mapping) -> str:
 
 def carried_ledger_records(plan: RefreshPlan) -> Iterable[ledger_lib.LedgerRecord]:
   """The previous ledger's records of carried-over clips (their availability as last checked)."""
-  previous = ledger_lib.read_ledger(_join(plan.previous_dir, LEDGER_DIR_NAME), missing_ok=True).records
+  previous = ledger_lib.read_ledger(layout.BuildLayout(plan.previous_dir).ledger_dir, missing_ok=True).records
   for clip_id in sorted(plan.carry_over):
     if clip_id in previous:
       yield previous[clip_id]
@@ -219,12 +206,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("new_build", help="the newer build's directory")
   parser.add_argument("--json", action="store_true", help="print the whole report (with clip ids) as JSON")
   args = parser.parse_args(argv)
-  report = refresh_report(manifest_lib.read_manifest(args.previous_build), manifest_lib.read_manifest(args.new_build))
+  try:
+    report = refresh_report(read_manifest(args.previous_build), read_manifest(args.new_build))
+  except ManifestError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
   print(json.dumps(report, indent=1) if args.json else format_refresh_report(report))
   return 0
 
 
 if __name__ == "__main__":
-  import sys
-
   sys.exit(main())

@@ -15,19 +15,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
-import tempfile
-import uuid
 from typing import Iterable, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
 
-from shared import records
-
-TFRECORD = "tfrecord"
-ARRAYRECORD = "arrayrecord"
-FORMATS = (TFRECORD, ARRAYRECORD)
+from shared import files, layout, records
+from shared.layout import ARRAYRECORD, FORMATS, TFRECORD
 
 
 class EncodedClip(NamedTuple):
@@ -53,8 +47,7 @@ class EncodedClip(NamedTuple):
     """The record's bytes, from the clip itself or from its staged file."""
     if self.staged_path is None:
       return self.serialized
-    with records.open_file(self.staged_path, "rb") as f:
-      return f.read()
+    return files.read_bytes(self.staged_path)
 
   @classmethod
   def from_record(cls, record: records.ClipRecord, serialized: bytes | None = None) -> "EncodedClip":
@@ -93,10 +86,6 @@ def shard_of(clip_id: str, num_shards: int) -> int:
   return int.from_bytes(digest[:8], "big") % num_shards
 
 
-def _join(directory: str, name: str) -> str:
-  return directory.rstrip("/") + "/" + name if "://" in directory else os.path.join(directory, name)
-
-
 def write_shard_files(output_dir: str, prefix: str, index: int, num_shards: int,
                       clips: Iterable[EncodedClip], formats: Sequence[str]) -> ShardInfo:
   """Writes one shard in each format, each under a temporary name then renamed."""
@@ -105,39 +94,23 @@ def write_shard_files(output_dir: str, prefix: str, index: int, num_shards: int,
   if len(set(ids)) != len(ids):
     raise ValueError(f"shard {index}: a clip id appears twice")
   serialized = [clip.payload() for clip in ordered]
-  name = records.shard_name(prefix, index, num_shards)
-  files = {}
-  if TFRECORD in formats:
-    records.write_tfrecord(_join(output_dir, name), serialized)
-    files[TFRECORD] = name
-  if ARRAYRECORD in formats:
-    # ArrayRecord writes local files only: write a local file, then move or
-    # copy it to the destination (a rename locally, a copy to gs://).
-    array_name = name + records.ARRAY_RECORD_SUFFIX
-    destination = _join(output_dir, array_name)
-    if "://" not in output_dir:
-      records.write_array_record(destination, serialized)
-    else:
-      import tensorflow as tf
-
-      with tempfile.TemporaryDirectory() as scratch:
-        local = os.path.join(scratch, array_name)
-        records.write_array_record(local, serialized)
-        temporary = f"{destination}.incomplete-{uuid.uuid4().hex}"
-        tf.io.gfile.copy(local, temporary, overwrite=True)
-        tf.io.gfile.rename(temporary, destination, overwrite=True)
-    files[ARRAYRECORD] = array_name
+  build = layout.BuildLayout(output_dir)
+  writers = {TFRECORD: records.write_tfrecord, ARRAYRECORD: records.write_array_record}
+  shard_files = {}
+  for file_format in FORMATS:
+    if file_format in formats:
+      name = layout.shard_file_name(prefix, index, num_shards, file_format)
+      writers[file_format](build.path(name), serialized)
+      shard_files[file_format] = name
   for clip in ordered:  # the shard holds them now
     if clip.staged_path is not None:
       _remove(clip.staged_path)
-  return ShardInfo(index=index, files=files, clip_ids=tuple(ids), num_bytes=sum(len(s) for s in serialized))
+  return ShardInfo(index=index, files=shard_files, clip_ids=tuple(ids), num_bytes=sum(len(s) for s in serialized))
 
 
 def _remove(path: str) -> None:
-  from apache_beam.io.filesystems import FileSystems
-
   try:
-    FileSystems.delete([path])
+    files.delete(path)
   except Exception as error:  # a leftover staging file costs space, never correctness
     logging.warning("could not remove staged file %s: %s", path, error)
 
@@ -149,15 +122,11 @@ class _StageClipFn(beam.DoFn):
     self._staging_dir = staging_dir
 
   def setup(self):
-    if "://" not in self._staging_dir:
-      os.makedirs(self._staging_dir, exist_ok=True)
+    files.makedirs(self._staging_dir)
 
   def process(self, clip: EncodedClip):
-    path = _join(self._staging_dir, f"{clip.clip_id}.record")
-    temporary = f"{path}.incomplete-{uuid.uuid4().hex}"
-    with records.open_file(temporary, "wb") as f:
-      f.write(clip.serialized)
-    records.rename(temporary, path)
+    path = files.join(self._staging_dir, layout.staged_record_name(clip.clip_id))
+    files.write_bytes(path, clip.serialized)
     yield clip._replace(serialized=b"", staged_path=path)
 
 

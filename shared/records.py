@@ -16,13 +16,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
-import uuid
+import tempfile
 from typing import Iterable, Iterator, Optional, Sequence
 
 import google_crc32c
 import numpy as np
 
-from shared import contract
+from shared import contract, files
 from shared import example_proto as pb
 
 # Shard files are named like Scenic's tables: NAME-00000-of-00016.
@@ -283,34 +283,13 @@ def tfrecord_frame(serialized: bytes) -> bytes:
                    struct.pack("<I", _masked_crc(serialized))))
 
 
-def open_file(path: str, mode: str):
-  """A local file, or a remote one (gs://...) through TensorFlow's file system layer."""
-  if "://" in path:
-    import tensorflow as tf
-
-    return tf.io.gfile.GFile(path, mode)
-  return open(path, mode)
-
-
-def rename(source: str, destination: str) -> None:
-  """Replaces `destination` with `source` (atomic on local disks)."""
-  if "://" in source or "://" in destination:
-    import tensorflow as tf
-
-    tf.io.gfile.rename(source, destination, overwrite=True)
-  else:
-    os.replace(source, destination)
-
-
 def write_tfrecord(path: str, serialized_records: Iterable[bytes]) -> int:
-  """Writes an uncompressed TFRecord file atomically (temp name, then rename)."""
-  temporary = f"{path}.incomplete-{uuid.uuid4().hex}"
+  """Writes an uncompressed TFRecord file atomically (local or gs://; see shared.files.atomic_writer)."""
   count = 0
-  with open_file(temporary, "wb") as f:
+  with files.atomic_writer(path) as f:
     for serialized in serialized_records:
       f.write(tfrecord_frame(serialized))
       count += 1
-  rename(temporary, path)
   return count
 
 
@@ -320,7 +299,7 @@ def read_tfrecord(path: str) -> Iterator[bytes]:
   Raises:
     RecordError: the file is truncated or corrupt (naming the file and offset).
   """
-  with open_file(path, "rb") as f:
+  with files.open_read(path) as f:
     offset = 0
     while True:
       header = f.read(12)
@@ -343,30 +322,47 @@ def read_tfrecord(path: str) -> Iterator[bytes]:
 
 
 def write_array_record(path: str, serialized_records: Iterable[bytes]) -> int:
-  """Writes an ArrayRecord file atomically (local paths; temp name, then rename)."""
+  """Writes an ArrayRecord file atomically (local or gs://).
+
+  ArrayRecord's writer opens local files only: elsewhere the file is written
+  locally first, then uploaded.
+  """
   from array_record.python.array_record_module import ArrayRecordWriter
 
-  temporary = f"{path}.incomplete-{uuid.uuid4().hex}"
+  if files.is_remote(path):
+    with tempfile.TemporaryDirectory(prefix="mbt-shard-") as scratch:
+      local = os.path.join(scratch, "shard" + ARRAY_RECORD_SUFFIX)
+      count = write_array_record(local, serialized_records)
+      files.upload(local, path)
+    return count
+  temporary = files.temporary_name(path)
   count = 0
   writer = ArrayRecordWriter(temporary, ARRAY_RECORD_WRITER_OPTIONS)
   try:
-    for serialized in serialized_records:
-      writer.write(serialized)
-      count += 1
-  finally:
-    writer.close()
-  os.replace(temporary, path)
+    try:
+      for serialized in serialized_records:
+        writer.write(serialized)
+        count += 1
+    finally:
+      writer.close()
+    with open(temporary, "rb+") as written:  # durable before it takes the final name
+      os.fsync(written.fileno())
+  except BaseException:
+    files.delete(temporary)
+    raise
+  files.rename(temporary, path)
   return count
 
 
 def read_array_record(path: str, indices: Optional[Sequence[int]] = None) -> list[bytes]:
-  """Reads all records of an ArrayRecord file, or those at `indices`."""
+  """Reads all records of an ArrayRecord file (local or gs://), or those at `indices`."""
   from array_record.python.array_record_module import ArrayRecordReader
 
-  reader = ArrayRecordReader(path)
-  try:
-    if indices is None:
-      return list(reader.read_all())
-    return list(reader.read(list(indices)))
-  finally:
-    reader.close()
+  with files.local_copy(path) as local:
+    reader = ArrayRecordReader(local)
+    try:
+      if indices is None:
+        return list(reader.read_all())
+      return list(reader.read(list(indices)))
+    finally:
+      reader.close()

@@ -33,8 +33,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from shared import files
 from trainer import metrics as metrics_lib
-from trainer.data import device_ops, input_pipeline, manifest as manifest_lib
+from trainer.data import device_ops, input_pipeline
 
 
 # ---------------------------------------------------------------------------
@@ -119,7 +120,7 @@ def write_result(out_dir: str, step: int, result: Mapping[str, Any]) -> str:
   import tensorflow as tf
 
   tf.io.gfile.makedirs(out_dir)
-  stem = manifest_lib.join(out_dir, f"step_{step:08d}")
+  stem = files.join(out_dir, f"step_{step:08d}")
   payload = {"step": step, **result}
   per_class = payload.pop("per_class_ap", None)
   if per_class is not None:
@@ -143,7 +144,7 @@ def read_results(out_dir: str) -> list[dict]:
   results = []
   for name in tf.io.gfile.listdir(out_dir):
     if re.fullmatch(r"step_\d+\.json", name):
-      with tf.io.gfile.GFile(manifest_lib.join(out_dir, name)) as f:
+      with tf.io.gfile.GFile(files.join(out_dir, name)) as f:
         results.append(json.load(f))
   return sorted(results, key=lambda r: r["step"])
 
@@ -183,7 +184,7 @@ def _checkpoints(workdir: str):
   import orbax.checkpoint as ocp
 
   # Handlers for both items, so orbax can read their metadata ('data' is never restored here).
-  return ocp.CheckpointManager(manifest_lib.join(workdir, "checkpoints"),
+  return ocp.CheckpointManager(files.join(workdir, "checkpoints"),
                                item_handlers={"state": ocp.StandardCheckpointHandler(),
                                               "data": grain.checkpoint.CheckpointHandler()})
 
@@ -241,7 +242,7 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str, *, ste
     missing = sorted(set(chosen) - set(available))
     if missing:
       raise FileNotFoundError(f"no checkpoint for steps {missing} in {workdir}; have {available}")
-  out_dir = manifest_lib.join(manifest_lib.join(workdir, "eval"), name)
+  out_dir = files.join(files.join(workdir, "eval"), name)
   done = {r["step"] for r in read_results(out_dir)}
   model = build_model(config.model)
   kind = input_pipeline.label_kind(config)
@@ -256,7 +257,7 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str, *, ste
       print(f"step {step}: {summary_line(kind, result)}", flush=True)
   results = read_results(out_dir)
   if jax.process_index() == 0 and results:
-    plot_results(results, manifest_lib.join(out_dir, "metrics.png"), f"{config.dataset} ({name})")
+    plot_results(results, files.join(out_dir, "metrics.png"), f"{config.dataset} ({name})")
   return results
 
 

@@ -41,8 +41,9 @@ import orbax.checkpoint as ocp
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
+from shared import files
 from trainer import evaluate, losses
-from trainer.data import device_ops, input_pipeline, manifest as manifest_lib, mixup as mixup_lib
+from trainer.data import device_ops, input_pipeline, mixup as mixup_lib
 from trainer.models import build_model
 
 # =============================================================================
@@ -182,7 +183,7 @@ def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.C
   """Items per step: 'state' (the train state) and 'data' (the input position)."""
   # The loop decides when to save (every checkpoint_every_steps and at the end).
   options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
-  return ocp.CheckpointManager(manifest_lib.join(workdir, "checkpoints"), options=options,
+  return ocp.CheckpointManager(files.join(workdir, "checkpoints"), options=options,
                                item_names=("state", "data"))
 
 
@@ -259,7 +260,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     pass  # TensorFlow was initialised earlier in this process
   if is_chief():
     tf.io.gfile.makedirs(workdir)
-    with tf.io.gfile.GFile(manifest_lib.join(workdir, "config.json"), "w") as f:
+    with tf.io.gfile.GFile(files.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json(indent=1))
 
   manager = checkpoint_manager(workdir, config)
@@ -283,7 +284,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       f"device(s), {jax.process_count()} host(s): {train_input.num_records} clips, steps {start_step}->{total_steps}, "
       f"warmup {warmup_steps}, batch {config.batch_size}")
 
-  writer = tf.summary.create_file_writer(manifest_lib.join(workdir, "tensorboard")) if is_chief() else None
+  writer = tf.summary.create_file_writer(files.join(workdir, "tensorboard")) if is_chief() else None
   progress = Progress(total_steps, config.batch_size, start_step)
   history, evaluations, test_step = [], [], None
   iterator = iter(train_input)

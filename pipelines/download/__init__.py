@@ -5,7 +5,8 @@ command line stays fast):
 
 * downloader: ClipDownloader, DownloadConfig: sections via yt-dlp, verified.
 * results: DownloadRequest, DownloadSuccess, DownloadFailure.
-* classify: FailureClass, Reason, classify_exception: why a download failed.
+* classify: classify_exception: which shared.failures.Reason a failed download is.
+* options: add_download_arguments, download_config: the flags of every download.
 * backoff: RetryPolicy, retry_delay.
 * ledger: LedgerRecord, LedgerWriter, read_ledger: the availability ledger.
 * verify: check_media: does a file decode and cover its span.

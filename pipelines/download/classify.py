@@ -1,18 +1,10 @@
-"""Why a clip download failed: one of four classes, and a finer reason.
+"""Why a clip download failed: a :class:`shared.failures.Reason`, and so its class.
 
-Every failure is put in a :class:`FailureClass` that decides what happens next:
-
-* PERMANENT: the clip is gone for everyone (private, removed, terminated
-  account, copyright claim, geo-blocked, age-restricted, sign-in required,
-  HTTP 404/410/403). Never retried.
-* TRANSIENT: the next try may work (HTTP 429 or 5xx, a timeout, a reset
-  connection, a truncated transfer). Retried with backoff; Retry-After honoured.
-* NEEDS_COOKIES: YouTube wants proof of a human ("Sign in to confirm you're not
-  a bot"): not the clip's fault, and retrying from the same address makes it
-  worse. Not retried; a later run with cookies (or from elsewhere) can.
-* INVALID_MEDIA: bytes arrived but do not decode, or do not cover the span.
-
-The :class:`Reason` says which case it was, for the ledger and its summaries.
+The vocabulary (classes, reasons, their meanings) is :mod:`shared.failures`;
+this module maps what a failed download looks like onto it. The class decides
+what happens next: PERMANENT is never retried, TRANSIENT is retried with
+backoff (Retry-After honoured), NEEDS_COOKIES is not retried from the same
+address, INVALID_MEDIA is retried as the RetryPolicy says.
 
 Inputs are what yt-dlp really produces: the ``DownloadError`` it raises (whose
 ``exc_info[1]`` holds the cause: ``yt_dlp.networking.exceptions.HTTPError``
@@ -28,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
-import enum
 import http.client
 import re
 import socket
@@ -38,77 +29,7 @@ from typing import Iterator, Optional
 import yt_dlp.networking.exceptions as ytdlp_net
 import yt_dlp.utils as ytdlp_utils
 
-
-class FailureClass(str, enum.Enum):
-  """What kind of failure a clip had; decides whether to retry."""
-
-  PERMANENT = "permanent"
-  TRANSIENT = "transient"
-  NEEDS_COOKIES = "needs_cookies"
-  INVALID_MEDIA = "invalid_media"
-
-
-class Reason(str, enum.Enum):
-  """The specific cause; each belongs to one FailureClass (:attr:`failure_class`)."""
-
-  # Permanent: the video is gone or closed to us.
-  PRIVATE = "private"
-  REMOVED_BY_UPLOADER = "removed_by_uploader"
-  ACCOUNT_TERMINATED = "account_terminated"
-  COPYRIGHT = "copyright"
-  POLICY_VIOLATION = "policy_violation"
-  GEO_BLOCKED = "geo_blocked"
-  AGE_RESTRICTED = "age_restricted"
-  SIGN_IN_REQUIRED = "sign_in_required"
-  MEMBERS_ONLY = "members_only"
-  NOT_YET_LIVE = "not_yet_live"
-  DRM = "drm"
-  UNAVAILABLE = "unavailable"
-  NO_SUITABLE_FORMAT = "no_suitable_format"
-  UNSUPPORTED_URL = "unsupported_url"
-  HTTP_NOT_FOUND = "http_404"
-  HTTP_GONE = "http_410"
-  HTTP_FORBIDDEN = "http_403"
-  HTTP_CLIENT_ERROR = "http_4xx"
-  INVALID_ID = "invalid_id"
-  UNSAFE_CLIP_ID = "unsafe_clip_id"
-  INVALID_SPAN = "invalid_span"
-  # Transient: try again later.
-  RATE_LIMITED = "rate_limited"
-  SERVER_ERROR = "server_error"
-  TIMEOUT = "timeout"
-  CONNECTION = "connection"
-  TRUNCATED = "truncated"
-  PROXY = "proxy"
-  UNKNOWN = "unknown"
-  # Needs cookies: YouTube suspects a bot.
-  BOT_CHECK = "bot_check"
-  # Invalid media: downloaded, but not usable.
-  NOT_MEDIA = "not_media"
-  UNDECODABLE = "undecodable"
-  SPAN_NOT_COVERED = "span_not_covered"
-  MISSING_STREAM = "missing_stream"
-
-  @property
-  def failure_class(self) -> FailureClass:
-    return _REASON_CLASS[self]
-
-
-_REASON_CLASS = {
-    **{reason: FailureClass.PERMANENT for reason in (
-        Reason.PRIVATE, Reason.REMOVED_BY_UPLOADER, Reason.ACCOUNT_TERMINATED, Reason.COPYRIGHT,
-        Reason.POLICY_VIOLATION, Reason.GEO_BLOCKED, Reason.AGE_RESTRICTED, Reason.SIGN_IN_REQUIRED,
-        Reason.MEMBERS_ONLY, Reason.NOT_YET_LIVE, Reason.DRM, Reason.UNAVAILABLE, Reason.NO_SUITABLE_FORMAT,
-        Reason.UNSUPPORTED_URL, Reason.HTTP_NOT_FOUND, Reason.HTTP_GONE, Reason.HTTP_FORBIDDEN,
-        Reason.HTTP_CLIENT_ERROR, Reason.INVALID_ID, Reason.UNSAFE_CLIP_ID, Reason.INVALID_SPAN)},
-    **{reason: FailureClass.TRANSIENT for reason in (
-        Reason.RATE_LIMITED, Reason.SERVER_ERROR, Reason.TIMEOUT, Reason.CONNECTION, Reason.TRUNCATED,
-        Reason.PROXY, Reason.UNKNOWN)},
-    Reason.BOT_CHECK: FailureClass.NEEDS_COOKIES,
-    **{reason: FailureClass.INVALID_MEDIA for reason in (
-        Reason.NOT_MEDIA, Reason.UNDECODABLE, Reason.SPAN_NOT_COVERED, Reason.MISSING_STREAM)},
-}
-assert set(_REASON_CLASS) == set(Reason), "every Reason needs a FailureClass"
+from shared.failures import FailureClass, Reason
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,10 +23,9 @@ import sys
 import time
 from typing import Iterator, Optional
 
-from pipelines.download.backoff import RetryPolicy
-from pipelines.download.downloader import ClipDownloader, DownloadConfig
-from pipelines.download.identifiers import DEFAULT_URL_TEMPLATE
+from pipelines.download.downloader import ClipDownloader
 from pipelines.download.ledger import LedgerWriter
+from pipelines.download.options import add_download_arguments, download_config
 from pipelines.download.results import DownloadRequest
 
 
@@ -72,28 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("clips", help="CSV of YTID,START[,END,...] lines (AudioSet segment files work as is)")
   parser.add_argument("--output_dir", required=True, help="directory for the clip files ({clip_id}.{ext})")
   parser.add_argument("--ledger_dir", help="ledger directory (local or gs://); this run adds one file to it")
-  parser.add_argument("--url_template", default=DEFAULT_URL_TEMPLATE,
-                      help="where videos come from, with {ytid}; default %(default)s; a mirror: "
-                      "http://127.0.0.1:PORT/{ytid}.mp4")
   parser.add_argument("--duration", type=float, default=10.0, help="clip length when a line has no end (seconds)")
-  parser.add_argument("--max_height", type=int, default=360, help="video height cap (default %(default)s)")
-  parser.add_argument("--margin", type=float, default=1.0, help="seconds fetched on each side of the span")
-  parser.add_argument("--exact_cuts", action="store_true", help="re-encode for frame-exact cuts (slower)")
-  parser.add_argument("--cookies", help="Netscape cookies file for yt-dlp (never logged)")
-  parser.add_argument("--proxy", help="proxy URL, may contain user:password@ (never logged)")
-  parser.add_argument("--concurrency", type=int, default=2, help="clips downloaded at once (default %(default)s)")
-  parser.add_argument("--sleep_between_clips", type=float, default=0.0,
-                      help="least seconds between clip downloads starting (plus up to 50%% jitter)")
-  parser.add_argument("--sleep_between_requests", type=float, default=0.0,
-                      help="seconds yt-dlp waits between its extraction requests")
-  parser.add_argument("--rate_limit", type=int, help="download rate cap in bytes/s (yt-dlp's own downloader)")
-  parser.add_argument("--attempts", type=int, default=3, help="attempts per clip for transient failures")
-  parser.add_argument("--retry_base_delay", type=float, default=2.0, help="first backoff delay, seconds")
-  parser.add_argument("--retry_max_delay", type=float, default=60.0, help="longest backoff delay, seconds")
-  parser.add_argument("--max_retry_after", type=float, default=120.0,
-                      help="longest Retry-After honoured; a longer one ends the clip's retries")
-  parser.add_argument("--socket_timeout", type=float, default=20.0, help="seconds before a silent server fails")
-  parser.add_argument("--require_audio", action="store_true", help="treat clips without audio as invalid")
+  add_download_arguments(parser)
   parser.add_argument("--no_reuse", action="store_true", help="download again even if a verified file exists")
   parser.add_argument("--limit", type=int, help="only the first N clips")
   parser.add_argument("-v", "--verbose", action="store_true", help="log each clip, and yt-dlp's output")
@@ -106,14 +85,7 @@ def main(argv: Optional[list[str]] = None) -> int:
   if args.verbose:
     logging.getLogger("pipelines.download").setLevel(logging.DEBUG)
 
-  config = DownloadConfig(
-      output_dir=args.output_dir, url_template=args.url_template, max_height=args.max_height,
-      margin_s=args.margin, exact_cuts=args.exact_cuts, cookies_file=args.cookies, proxy=args.proxy,
-      socket_timeout_s=args.socket_timeout, concurrency=args.concurrency,
-      sleep_between_clips_s=args.sleep_between_clips, sleep_between_requests_s=args.sleep_between_requests,
-      rate_limit_bytes_per_s=args.rate_limit, require_audio=args.require_audio, reuse_existing=not args.no_reuse,
-      retry=RetryPolicy(max_attempts=args.attempts, base_delay_s=args.retry_base_delay,
-                        max_delay_s=args.retry_max_delay, max_retry_after_s=args.max_retry_after))
+  config = download_config(args, args.output_dir, reuse_existing=not args.no_reuse)
   downloader = ClipDownloader(config)
   clips = read_clip_list(args.clips, default_duration_s=args.duration)
   if args.limit is not None:

@@ -61,12 +61,13 @@ from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
 from pipelines.download import ffmpeg_log
 from pipelines.download.backoff import RetryPolicy, retry_delay
-from pipelines.download.classify import Classification, FailureClass, Reason, classify_exception, classify_ffmpeg_log
+from pipelines.download.classify import Classification, classify_exception, classify_ffmpeg_log
 from pipelines.download.identifiers import DEFAULT_URL_TEMPLATE, InvalidYoutubeIdError, UrlTemplate, validate_youtube_id
 from pipelines.download.output_paths import UnsafePathError, check_clip_id, clip_file_name, confined_path
 from pipelines.download.results import ClipSpan, DownloadFailure, DownloadResult, DownloadSuccess
 from pipelines.download.scrub import Scrubber, ScrubbingLogger
 from pipelines.download.verify import InvalidMediaError, MediaCheck, MediaVerifier, check_media
+from shared.failures import FailureClass, Reason
 
 logger = logging.getLogger(__name__)
 ytdlp_logger = logging.getLogger("pipelines.download.ytdlp")

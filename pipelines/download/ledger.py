@@ -24,7 +24,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
-import glob
 import json
 import logging
 import os
@@ -32,6 +31,8 @@ import re
 import socket
 import uuid
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
+
+from shared import files
 
 if TYPE_CHECKING:  # the ledger CLI must not pay for importing yt-dlp and PyAV
   from pipelines.download.results import DownloadResult
@@ -148,20 +149,8 @@ def _plain_float(value: Any) -> Optional[float]:
 
 
 # ---------------------------------------------------------------------------
-# Files: local paths directly, anything with a scheme through Beam's FileSystems.
+# Files (local or gs://, through shared.files).
 # ---------------------------------------------------------------------------
-def _is_remote(path: str) -> bool:
-  return re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path) is not None and not path.startswith("file://")
-
-
-def _join(directory: str, name: str) -> str:
-  if _is_remote(directory):
-    from apache_beam.io.filesystems import FileSystems  # pylint: disable=g-import-not-at-top
-
-    return FileSystems.join(directory, name)
-  return os.path.join(directory, name)
-
-
 def _writer_file_name() -> str:
   """A name no other writer will pick: time, host, process, random."""
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -182,18 +171,11 @@ class LedgerWriter:
     name = file_name or _writer_file_name()
     if "/" in name or not name.endswith(LEDGER_FILE_SUFFIX):
       raise LedgerError(f"a ledger file name is one path segment ending in {LEDGER_FILE_SUFFIX}, got {name!r}")
-    self.path = _join(ledger_dir, name)
-    self._remote = _is_remote(ledger_dir)
+    self.path = files.join(ledger_dir, name)
+    self._remote = files.is_remote(ledger_dir)
     self.records_written = 0
-    if self._remote:
-      from apache_beam.io.filesystems import FileSystems  # pylint: disable=g-import-not-at-top
-
-      self._file = FileSystems.create(self.path, mime_type="application/x-ndjson")
-    else:
-      os.makedirs(ledger_dir, exist_ok=True)
-      # Exclusive create: a name collision fails loudly instead of interleaving.
-      self._file = open(self.path, "xb")
-      _fsync_directory(ledger_dir)
+    files.makedirs(ledger_dir)
+    self._file = files.open_new(self.path)
 
   def append(self, record: LedgerRecord) -> None:
     """Writes one record; on local disk it is on disk when this returns."""
@@ -221,20 +203,6 @@ class LedgerWriter:
 
   def __exit__(self, *exc_info) -> None:
     self.close()
-
-
-def _fsync_directory(directory: str) -> None:
-  """Makes a new file's directory entry durable (where the OS allows opening directories)."""
-  try:
-    descriptor = os.open(directory, os.O_RDONLY)
-  except OSError:
-    return
-  try:
-    os.fsync(descriptor)
-  except OSError:
-    pass
-  finally:
-    os.close(descriptor)
 
 
 # ---------------------------------------------------------------------------
@@ -287,28 +255,11 @@ class Ledger:
 
 def ledger_files(path: str) -> list[str]:
   """The ledger files at `path`: a directory's ``*.jsonl``, one file, or a glob pattern."""
-  if _is_remote(path):
-    from apache_beam.io.filesystems import FileSystems  # pylint: disable=g-import-not-at-top
-
-    pattern = path if any(ch in path for ch in "*?[") or path.endswith(LEDGER_FILE_SUFFIX) else (
-        FileSystems.join(path, "*" + LEDGER_FILE_SUFFIX))
-    matches = FileSystems.match([pattern])[0].metadata_list
-    return sorted(m.path for m in matches)
-  if os.path.isdir(path):
-    return sorted(glob.glob(os.path.join(glob.escape(path), "*" + LEDGER_FILE_SUFFIX)))
-  if os.path.isfile(path):
+  if any(ch in path for ch in "*?["):
+    return files.match(path)
+  if files.is_file(path):
     return [path]
-  return sorted(p for p in glob.glob(path) if os.path.isfile(p))
-
-
-def _read_bytes(path: str) -> bytes:
-  if _is_remote(path):
-    from apache_beam.io.filesystems import FileSystems  # pylint: disable=g-import-not-at-top
-
-    with FileSystems.open(path) as handle:
-      return handle.read()
-  with open(path, "rb") as handle:
-    return handle.read()
+  return files.list_files(path, LEDGER_FILE_SUFFIX)
 
 
 def read_ledger(path: str, missing_ok: bool = False) -> Ledger:
@@ -321,13 +272,13 @@ def read_ledger(path: str, missing_ok: bool = False) -> Ledger:
   Raises:
     LedgerError: no ledger files at `path` (unless missing_ok).
   """
-  files = ledger_files(path)
-  if not files and not missing_ok:
+  found = ledger_files(path)
+  if not found and not missing_ok:
     raise LedgerError(f"no ledger files (*{LEDGER_FILE_SUFFIX}) at {path}")
-  ledger = Ledger(records={}, files=files)
+  ledger = Ledger(records={}, files=found)
   order: dict[str, tuple] = {}
-  for file_index, file_path in enumerate(files):
-    lines = _read_bytes(file_path).split(b"\n")
+  for file_index, file_path in enumerate(found):
+    lines = files.read_bytes(file_path).split(b"\n")
     for line_index, raw in enumerate(lines):
       if not raw.strip():
         continue

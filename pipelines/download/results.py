@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Protocol, Union
 
-from pipelines.download.classify import FailureClass, Reason
 from pipelines.download.verify import MediaCheck
+from shared.failures import FailureClass, Reason
 
 
 class ClipSpan(Protocol):

@@ -19,7 +19,7 @@ from typing import Optional, Protocol
 
 import av
 
-from pipelines.download.classify import Reason
+from shared.failures import Reason
 
 
 class InvalidMediaError(Exception):

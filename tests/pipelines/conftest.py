@@ -30,10 +30,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines import manifest as manifest_lib
 from shared import contract, records
+from shared.manifest import read_manifest
 from shared.media import generator, logmel
-from shared.media.server import Fault, MediaServer
+from testsupport.media_server import Fault, MediaServer
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 ANNOTATIONS = REPO_ROOT / "tests" / "data" / "annotations"
@@ -181,9 +181,9 @@ def snapshot(directory) -> dict[str, tuple[int, int, str]]:
 
 def read_build(output_dir) -> dict[str, records.ClipRecord]:
   """Every record of a finished build, by clip id, read from its TFRecord shards."""
-  manifest = manifest_lib.read_manifest(str(output_dir))
+  manifest = read_manifest(str(output_dir))
   found = {}
-  for name in manifest["shards"]["tfrecord"]:
+  for name in manifest.shards["tfrecord"]:
     for serialized in records.read_tfrecord(os.path.join(output_dir, name)):
       record = records.decode(serialized)
       assert record.clip_id not in found, f"{record.clip_id} is in two shards"

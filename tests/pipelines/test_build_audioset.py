@@ -10,8 +10,8 @@ import pytest
 from pipelines import build_audioset
 from pipelines.download.ledger import read_ledger
 from pipelines.sources import as500k, audioset
-from shared import contract, records
-from shared.media.server import Fault
+from shared import contract, layout, records
+from testsupport.media_server import Fault
 
 from .conftest import (ANNOTATIONS, FAST_BUILD_ARGS, IN_MEMORY, assert_audio_aligned, assert_frames_match, read_build,
                        snapshot, write_lines)
@@ -51,7 +51,7 @@ def eval_build(tmp_path_factory, segments_csv, url_template):
   output_dir = str(tmp_path_factory.mktemp("audioset_eval") / "build")
   manifest = build_audioset.run(["--split", "eval", "--segments", segments_csv, "--labels", CLASS_LABELS,
                                  "--output_dir", output_dir, "--url_template", url_template, *FAST_BUILD_ARGS,
-                                 IN_MEMORY])
+                                 IN_MEMORY]).to_json_dict()
   return output_dir, manifest
 
 
@@ -104,12 +104,12 @@ def test_as500k_selects_the_balanced_subset_and_writes_its_report(tmp_path, segm
   output_dir = str(tmp_path / "as500k")  # does not exist yet
   argv = ["--split", "as500k", "--as500k_size", "2", "--segments", segments_csv, "--labels", CLASS_LABELS,
           "--output_dir", output_dir, "--url_template", url_template, *FAST_BUILD_ARGS, IN_MEMORY]
-  manifest = build_audioset.run(argv)
+  manifest = build_audioset.run(argv).to_json_dict()
 
   parsed = audioset.parse_audioset_segments(segments_csv, audioset.load_audioset_label_map(CLASS_LABELS),
                                             split="unbalanced_train")
   subset = as500k.select_balanced_subset(parsed.rows, parsed.label_map, target=2)
-  with open(os.path.join(output_dir, build_audioset.AS500K_REPORT_NAME)) as f:
+  with open(os.path.join(output_dir, layout.AS500K_REPORT_NAME)) as f:
     report = json.load(f)
   assert report == json.loads(json.dumps(subset.report.to_json_dict()))
   assert (report["source_size"], report["target"], report["size"]) == (4, 2, 2)

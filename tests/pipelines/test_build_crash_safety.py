@@ -58,7 +58,7 @@ def test_killed_build_leaves_no_finished_looking_files_and_resumes_without_downl
 
   before = requests_for(media_server, ytids)
   with pipeline_results() as results:
-    manifest = build_vggsound.run(argv)
+    manifest = build_vggsound.run(argv).to_json_dict()
   after = requests_for(media_server, ytids)
 
   assert manifest["counts"] == {"requested": NUM_CLIPS, "written": NUM_CLIPS, "failed": 0, "failed_by_reason": {}}

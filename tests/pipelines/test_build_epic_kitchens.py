@@ -82,7 +82,7 @@ def epic_build(tmp_path_factory):
       "--videos_dir", str(videos_dir), "--annotations", annotations, "--train_annotations", training,
       "--verb_classes", str(EPIC / "EPIC_100_verb_classes.csv"), "--noun_classes",
       str(EPIC / "EPIC_100_noun_classes.csv"), "--split", "validation", "--output_dir", output_dir,
-      f"--frame_short_side={TEST_SHORT_SIDE}", "--progress_interval=0", IN_MEMORY])
+      f"--frame_short_side={TEST_SHORT_SIDE}", "--progress_interval=0", IN_MEMORY]).to_json_dict()
   return output_dir, manifest, videos, annotations
 
 

@@ -19,11 +19,12 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from pipelines import build, build_vggsound, manifest as manifest_lib, shards
+from pipelines import build, build_vggsound, progress, shards
 from pipelines.download.ledger import read_ledger
 from shared import contract, records
+from shared.manifest import read_manifest
 from shared.media import generator
-from shared.media.server import Fault
+from testsupport.media_server import Fault
 
 from .conftest import (FAST_BUILD_ARGS, IN_MEMORY, SOURCE_SIZE, TEST_SHORT_SIDE, assert_audio_aligned,
                        assert_frames_match, assert_silent, counters, expected_frame_codes,
@@ -92,7 +93,7 @@ def vggsound_build(tmp_path_factory, serve, url_template) -> VggSoundBuild:
   argv = ["--file_list", file_list, "--split", "test", "--output_dir", output_dir, "--url_template", url_template,
           "--skip_bad_rows", f"--clips_per_shard={CLIPS_PER_SHARD}", *FAST_BUILD_ARGS, IN_MEMORY]
   with pipeline_results() as results:
-    manifest = build_vggsound.run(argv)
+    manifest = build_vggsound.run(argv).to_json_dict()
   return VggSoundBuild(
       output_dir=output_dir, argv=argv, manifest=manifest, counters=counters(results[-1]), ytids=ytids,
       clip_ids={row.tag: f"yt_{ytids[row.tag]}_{row.start * 1000:09d}" for row in ROWS},
@@ -123,7 +124,7 @@ def test_every_requested_clip_is_written_or_failed_with_its_reason(vggsound_buil
       "permanent/http_410": 1, "transient/server_error": 1, "transient/timeout": 1, "transient/truncated": 1}
   written = {clip_id for ids in manifest["shard_clip_ids"].values() for clip_id in ids}
   assert written == {vggsound_build.clip_ids[tag] for tag in WRITTEN}
-  assert manifest_lib.read_manifest(vggsound_build.output_dir) == manifest
+  assert read_manifest(vggsound_build.output_dir).to_json_dict() == manifest
 
 
 def test_ledger_holds_one_record_per_clip_with_its_reason(vggsound_build):
@@ -171,7 +172,7 @@ def test_beam_counters_tell_the_same_story(vggsound_build):
 
 def test_progress_line_reads_the_ledger(vggsound_build):
   ledger_dir = os.path.join(vggsound_build.output_dir, "ledger")
-  line = build.ProgressMonitor(ledger_dir, total=len(ROWS), interval=0).line()
+  line = progress.ProgressMonitor(ledger_dir, total=len(ROWS), interval=0).line()
   # The malformed row is in the ledger but was never fetched: progress leaves it out.
   assert f"{len(ROWS)}/{len(ROWS)} clips fetched" in line
   assert "failures so far: 8" in line and "permanent/http_404 2" in line and "bad_row" not in line
@@ -298,7 +299,7 @@ def test_log_mel_moments_are_those_of_the_written_clips(vggsound_build):
 def test_rerunning_a_finished_build_changes_nothing(vggsound_build, media_server, capsys):
   before = snapshot(vggsound_build.output_dir)
   requests_before = media_server.request_count()
-  manifest = build_vggsound.run(vggsound_build.argv)
+  manifest = build_vggsound.run(vggsound_build.argv).to_json_dict()
   assert manifest == vggsound_build.manifest
   assert snapshot(vggsound_build.output_dir) == before  # same files, bytes and mtimes
   assert media_server.request_count() == requests_before
@@ -331,7 +332,7 @@ def test_default_multi_process_runner_builds_the_same_records(serve, url_templat
   # No --direct_running_mode and default frames: the local default, as a user runs it.
   with pipeline_results() as results:
     manifest = build_vggsound.run(["--file_list", file_list, "--output_dir", str(output_dir), "--url_template",
-                                   url_template, "--progress_interval=0"])
+                                   url_template, "--progress_interval=0"]).to_json_dict()
   assert results[-1].state == "DONE"
   options = build.pipeline_options([])
   assert options.get_all_options()["direct_running_mode"] == "multi_processing"

@@ -17,7 +17,6 @@ from apache_beam.runners.dataflow.internal import apiclient
 from apache_beam.utils import proto_utils
 
 from pipelines import build, build_vggsound, fetch
-from shared.media import decode
 
 from .conftest import write_lines
 
@@ -53,12 +52,10 @@ def _build_graph(file_list: str, flags, tmp_path) -> beam.Pipeline:
       "--file_list", file_list, "--output_dir", "gs://mbt-bucket/vggsound/test", "--media_dir", str(tmp_path / "m"),
       *flags])
   split = build_vggsound.load_split(args)
-  options = build.pipeline_options(beam_args)
-  pipeline = beam.Pipeline(options=options)
+  plan = build.BuildPlan(split=split, options=build.BuildOptions.from_args(args))  # no I/O: gs:// is offline
+  pipeline = beam.Pipeline(options=build.pipeline_options(beam_args))
   _ = pipeline | f"Build_{split.dataset}_{split.split}" >> build.BuildSplit(
-      split, fetch.FetchFromYouTube(build.download_config(args), build.ledger_dir(args)), args.output_dir,
-      formats=args.formats.split(","), clips_per_shard=args.clips_per_shard,
-      decode_options=decode.DecodeOptions(short_side=args.frame_short_side), build_options={})
+      plan, fetch.FetchFromYouTube(build.download_config(args), plan.layout.ledger_dir))
   return pipeline
 
 

@@ -11,6 +11,7 @@ from pipelines.download import ledger
 from pipelines.shards import EncodedClip
 from pipelines.sources.rows import ClipRequest, EpicAnnotation
 from shared import contract, records
+from shared.failures import Reason
 from shared.media import decode, generator
 
 from .conftest import IN_MEMORY, TEST_SHORT_SIDE, assert_audio_aligned, assert_frames_match
@@ -111,7 +112,7 @@ def test_transform_splits_records_and_failures_and_counts_them(local_media):
 
 
 def test_failure_record_carries_the_span_and_the_reason():
-  record = features.failure_record(_request(), "permanent", "missing_video", "not found", attempts=0)
+  record = features.failure_record(_request(), Reason.MISSING_VIDEO, "not found", attempts=0)
   assert (record.clip_id, record.status, record.reason_class, record.reason, record.message) == (
       "yt_abcdefghijk_000100000", "failed", "permanent", "missing_video", "not found")
   assert (record.start_s, record.end_s, record.attempts) == (100.0, 102.0, 0)

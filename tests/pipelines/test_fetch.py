@@ -16,7 +16,7 @@ from pipelines.download.ledger import read_ledger
 from pipelines.sources import epic_kitchens
 from pipelines.sources.rows import ClipRequest
 from shared.media import decode
-from shared.media.server import Fault
+from testsupport.media_server import Fault
 
 from .conftest import IN_MEMORY, TEST_SHORT_SIDE, assert_frames_match, counters, requests_for
 

@@ -9,6 +9,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 
 from pipelines import manifest, shards
 from shared import contract
+from shared.manifest import Manifest, NothingLostError, read_manifest
 
 LABELS = contract.LabelMap.from_names("toy", ["a", "b"])
 
@@ -20,7 +21,8 @@ def _info(index, ids):
 
 def _build(requested, infos, failures, moments=((6.0, 14.0, 3),)):
   return manifest.build_manifest(dataset="toy", split="train", label_map=LABELS, requested=requested,
-                                 shard_infos=infos, failures=failures, moments=moments, build_options={})
+                                 shard_infos=infos, failures=failures, moments=moments,
+                                 build_options={}).to_json_dict()
 
 
 def test_counts_add_up_and_moments_are_exact():
@@ -34,7 +36,7 @@ def test_counts_add_up_and_moments_are_exact():
   assert result["shards"]["tfrecord"] == ["train-00000-of-00002", "train-00001-of-00002"]
   assert result["shard_clip_ids"]["train-00000-of-00002"] == ["a", "b"]
   contract.check_contract(result["contract"])
-  assert "requested 4 = written 3 + failed 1" in manifest.summary_line(result)
+  assert "requested 4 = written 3 + failed 1" in Manifest.from_json_dict(result).summary_line()
 
 
 @pytest.mark.parametrize("requested, infos, failures", [
@@ -43,7 +45,7 @@ def test_counts_add_up_and_moments_are_exact():
     (3, [_info(0, ["a"]), _info(1, ["a"])], [("d", "x")]),  # in two shards
 ])
 def test_lost_or_double_counted_clips_fail_the_build(requested, infos, failures):
-  with pytest.raises(manifest.NothingLostError):
+  with pytest.raises(NothingLostError):
     _build(requested, infos, failures)
 
 
@@ -56,6 +58,6 @@ def test_write_manifest_transform_writes_the_file(tmp_path):
     }
     _ = inputs | manifest.WriteManifest(str(tmp_path), dataset="toy", split="train", label_map=LABELS,
                                         requested=3, build_options={"clips_per_shard": 1})
-  written = manifest.read_manifest(str(tmp_path))
+  written = read_manifest(str(tmp_path)).to_json_dict()
   assert written["counts"]["written"] == 2 and written["melspec_mean"] == pytest.approx(2.0)
   assert contract.LabelMap.from_json_dict(json.loads((tmp_path / "label_map.json").read_text())) == LABELS

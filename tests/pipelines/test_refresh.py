@@ -23,7 +23,8 @@ from pipelines.download.ledger import read_ledger
 from pipelines.shards import EncodedClip
 from pipelines.sources.rows import ClipRequest
 from shared import contract, records
-from shared.media.server import Fault
+from shared.manifest import Manifest, write_manifest
+from testsupport.media_server import Fault
 
 from .conftest import (FAST_BUILD_ARGS, IN_MEMORY, assert_frames_match, counters, pipeline_results, read_build,
                        requests_for, snapshot, write_lines)
@@ -83,7 +84,7 @@ def refreshed(tmp_path_factory, serve, media_server, url_template) -> Refresh:
   def run(build_name: str) -> None:
     before = requests_for(media_server, ytids.values())
     with pipeline_results() as results:
-      manifests[build_name] = build_vggsound.run(argv[build_name])
+      manifests[build_name] = build_vggsound.run(argv[build_name]).to_json_dict()
     after = requests_for(media_server, ytids.values())
     requests[build_name] = {tag: after[ytid] - before[ytid] for tag, ytid in ytids.items()}
     found_counters[build_name] = counters(results[-1])
@@ -140,7 +141,8 @@ def test_refresh_report_names_kept_new_recovered_lost_and_failing_clips(refreshe
   assert report["counts"] == {"kept": 3, "new": 1, "recovered": 1, "lost": 1, "still_failing": 2,
                               "newly_failing": 1}
   assert report["previous_build_created"] == refreshed.manifests["A"]["created"]
-  assert report == refresh.refresh_report(refreshed.manifests["A"], refreshed.manifests["B"])
+  assert report == refresh.refresh_report(Manifest.from_json_dict(refreshed.manifests["A"]),
+                                          Manifest.from_json_dict(refreshed.manifests["B"]))
 
 
 def test_refreshed_build_accounts_for_every_requested_clip(refreshed):
@@ -199,7 +201,7 @@ def test_nothing_is_carried_over_when_frame_options_change(refreshed):
 def test_rerunning_a_finished_refresh_changes_nothing(refreshed, media_server):
   before = snapshot(refreshed.dirs["B"])
   requests_before = media_server.request_count()
-  assert build_vggsound.run(refreshed.argv["B"]) == refreshed.manifests["B"]
+  assert build_vggsound.run(refreshed.argv["B"]).to_json_dict() == refreshed.manifests["B"]
   assert snapshot(refreshed.dirs["B"]) == before
   assert media_server.request_count() == requests_before
 
@@ -232,10 +234,11 @@ def test_carry_over_reads_a_previous_build_written_as_array_record_only(tmp_path
       source_fps=25.0, source_width=160, source_height=120)
   feature_options = {"frame_short_side": 64, "jpeg_quality": 90}
   info = shards.write_shard_files(str(previous), "test", 0, 1, [EncodedClip.from_record(record)], [shards.ARRAYRECORD])
-  manifest = manifest_lib.build_manifest(
+  built = manifest_lib.build_manifest(
       dataset="vggsound", split="test", label_map=contract.LabelMap.from_names("vggsound", [CAT]), requested=1,
       shard_infos=[info], failures=[], moments=[], build_options=feature_options)
-  manifest_lib.write_json_atomically(manifest_lib.manifest_path(str(previous)), manifest)
+  write_manifest(str(previous), built)
+  manifest = built.to_json_dict()
   assert list(manifest["shard_clip_ids"]) == ["test-00000-of-00001.array_record"]
   request = ClipRequest(dataset="vggsound", clip_id=clip_id, source_id="abcdefghijk", start_s=1.0, end_s=2.0,
                         label_indices=(1,), label_names=(DOG,))

@@ -8,10 +8,9 @@ window alignment and that a model learns:
 * log-mel row r holds r in bin 0 (the clip's time, 100 rows per second) and a
   band of high energy at the class's mel bins.
 
-The build directory looks like a pipeline build: `NAME-0000i-of-0000n` TFRecord
-shards, the same records as `.array_record` shards, and a `manifest.json` with
-the keys trainer.data.manifest reads (contract, label map, log-mel moments,
-shards, counts).
+The build directory is laid out as a pipeline build is (shared.layout):
+`NAME-0000i-of-0000n` TFRecord shards, the same records as `.array_record`
+shards, `label_map.json` and `manifest.json` (shared.manifest).
 
     python -m trainer.data.synthetic --out /tmp/tiny/train --num_clips 64
 """
@@ -20,16 +19,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import os
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
-from shared import contract, records
+from shared import contract, files, layout, records
+from shared.manifest import Manifest, write_manifest
 from shared.media import generator
-from trainer.data import manifest as manifest_lib
 
 DATASETS = ("audioset", "vggsound", "epic_kitchens")
 
@@ -93,33 +90,33 @@ def synthetic_record(clip_index: int, *, dataset: str, seconds: float, label: in
       action_index=verb * 1000 + noun if verb_noun is not None else contract.NO_LABEL)
 
 
-def write_build(out_dir: str, serialized: Sequence[bytes], *, dataset: str, split: str, label_map: contract.LabelMap,
-                melspecs: Sequence[np.ndarray], num_shards: int = 2,
-                formats: Sequence[str] = manifest_lib.FORMATS, extra: Optional[dict] = None) -> dict:
-  """Writes records in contiguous chunks into shards, plus a manifest.json."""
-  os.makedirs(out_dir, exist_ok=True)
+def write_build(out_dir: str, clips: Sequence[records.ClipRecord], *, dataset: str, split: str,
+                label_map: contract.LabelMap, num_shards: int = 2, formats: Sequence[str] = layout.FORMATS,
+                extra_label_maps: Optional[Mapping[str, contract.LabelMap]] = None) -> Manifest:
+  """Writes clips in contiguous chunks into shards, plus the build's manifest."""
+  files.makedirs(out_dir)
+  serialized = [records.encode(clip) for clip in clips]
+  build = layout.BuildLayout(out_dir)
   prefix = f"{dataset}-{split}"
   bounds = np.linspace(0, len(serialized), num_shards + 1).astype(int)
   shards: dict[str, list[str]] = {fmt: [] for fmt in formats}
+  shard_clip_ids = {}
   for shard in range(num_shards):
     chunk = serialized[bounds[shard]:bounds[shard + 1]]
-    name = records.shard_name(prefix, shard, num_shards)
-    if manifest_lib.TFRECORD in formats:
-      records.write_tfrecord(os.path.join(out_dir, name), chunk)
-      shards[manifest_lib.TFRECORD].append(name)
-    if manifest_lib.ARRAYRECORD in formats:
-      records.write_array_record(os.path.join(out_dir, name + records.ARRAY_RECORD_SUFFIX), chunk)
-      shards[manifest_lib.ARRAYRECORD].append(name + records.ARRAY_RECORD_SUFFIX)
-  values = np.concatenate([m.reshape(-1) for m in melspecs]).astype(np.float64)
-  manifest = {
-      "dataset": dataset, "split": split, "schema_version": contract.SCHEMA_VERSION,
-      "contract": contract.contract_parameters(), "label_map": label_map.to_json_dict(),
-      "melspec_mean": float(values.mean()), "melspec_std": float(values.std()),
-      "shards": shards, "counts": {"requested": len(serialized), "written": len(serialized), "failed": 0},
-  }
-  manifest.update(extra or {})
-  with open(os.path.join(out_dir, manifest_lib.MANIFEST_NAME), "w") as f:
-    json.dump(manifest, f, indent=1)
+    for fmt in formats:
+      name = layout.shard_file_name(prefix, shard, num_shards, fmt)
+      write = records.write_tfrecord if fmt == layout.TFRECORD else records.write_array_record
+      write(build.path(name), chunk)
+      shards[fmt].append(name)
+    listed = shards[layout.TFRECORD if layout.TFRECORD in formats else formats[0]][-1]
+    shard_clip_ids[listed] = tuple(clip.clip_id for clip in clips[bounds[shard]:bounds[shard + 1]])
+  values = np.concatenate([np.asarray(clip.melspec).reshape(-1) for clip in clips]).astype(np.float64)
+  manifest = Manifest(
+      dataset=dataset, split=split, requested=len(serialized), shards={k: tuple(v) for k, v in shards.items()},
+      shard_clip_ids=shard_clip_ids, failed_clips=(), label_map=label_map, melspec_mean=float(values.mean()),
+      melspec_std=float(values.std()), build_options={"num_shards": num_shards, "formats": ",".join(formats)},
+      extra_label_maps=dict(extra_label_maps or {}))
+  write_manifest(out_dir, manifest)
   return manifest
 
 
@@ -127,7 +124,7 @@ def write_synthetic_build(out_dir: str, *, dataset: str = "vggsound", split: str
                           num_classes: int = 4, seconds: float | Sequence[float] = 2.0,
                           frame_size: tuple[int, int] = (64, 48), num_shards: int = 2, seed: int = 0,
                           texture: bool = False, class_heads: Optional[dict[str, int]] = None,
-                          formats: Sequence[str] = manifest_lib.FORMATS) -> dict:
+                          formats: Sequence[str] = layout.FORMATS) -> Manifest:
   """Writes a synthetic build; clip i has class i % num_classes.
 
   Args:
@@ -140,7 +137,7 @@ def write_synthetic_build(out_dir: str, *, dataset: str = "vggsound", split: str
   rng = np.random.default_rng(seed)
   durations = [seconds] if isinstance(seconds, (int, float)) else list(seconds)
   names = [f"class_{i}" for i in range(num_classes)]
-  clips, melspecs = [], []
+  clips = []
   heads = class_heads or {"verb": 97, "noun": 300}
   for i in range(num_clips):
     label = i % num_classes
@@ -148,17 +145,16 @@ def write_synthetic_build(out_dir: str, *, dataset: str = "vggsound", split: str
     record = synthetic_record(i, dataset=dataset, seconds=durations[i % len(durations)], label=label,
                               num_classes=num_classes, frame_size=frame_size, rng=rng, texture=texture,
                               verb_noun=verb_noun, label_names=names)
-    clips.append(records.encode(record))
-    melspecs.append(record.melspec)
-  extra = None
+    clips.append(record)
+  extra = {}
   if dataset == "epic_kitchens":
     # As pipelines/ writes them: keyed by the label map's name.
     maps = [contract.LabelMap.from_names(f"epic_{head}", [f"{head}_{i}" for i in range(size)])
             for head, size in heads.items()]
-    extra = {"label_maps": {m.name: m.to_json_dict() for m in maps}}
+    extra = {m.name: m for m in maps}
   return write_build(out_dir, clips, dataset=dataset, split=split,
-                     label_map=contract.LabelMap.from_names(dataset, names), melspecs=melspecs,
-                     num_shards=num_shards, formats=formats, extra=extra)
+                     label_map=contract.LabelMap.from_names(dataset, names), num_shards=num_shards, formats=formats,
+                     extra_label_maps=extra)
 
 
 def main(argv=None) -> None:
@@ -181,7 +177,7 @@ def main(argv=None) -> None:
       args.out, dataset=args.dataset, split=args.split, num_clips=args.num_clips, num_classes=args.num_classes,
       seconds=args.seconds, frame_size=(args.frame_width, args.frame_height), num_shards=args.num_shards,
       seed=args.seed, texture=args.texture, class_heads={"verb": args.verbs, "noun": args.nouns})
-  print(f"wrote {manifest['counts']['written']} clips to {args.out}")
+  print(f"wrote {manifest.counts.written} clips to {args.out}")
 
 
 if __name__ == "__main__":

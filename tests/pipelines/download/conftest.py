@@ -20,7 +20,7 @@ import pytest
 from pipelines.download.backoff import RetryPolicy
 from pipelines.download.downloader import ClipDownloader, DownloadConfig
 from shared.media.generator import ClipSpec, write_clip
-from shared.media.server import MediaServer
+from testsupport.media_server import MediaServer
 
 # Keyframes at 0, 10 and 20 s (x264's default GOP of 250 frames at 25 fps): a
 # section cut snaps back visibly, and a 4 s section is far from the whole file.

@@ -18,8 +18,8 @@ from yt_dlp.utils import (ContentTooShortError, DownloadError, ExtractorError, G
                           remove_end)
 
 from pipelines.download.backoff import RetryPolicy, retry_delay
-from pipelines.download.classify import (FailureClass, Reason, classify_exception, classify_ffmpeg_log,
-                                         classify_message, parse_retry_after)
+from pipelines.download.classify import classify_exception, classify_ffmpeg_log, classify_message, parse_retry_after
+from shared.failures import FailureClass, Reason
 
 # (reason, subreason) as YouTube's player response carries them for each case,
 # and the verdict. yt_dlp/extractor/youtube/_video.py turns them into the error

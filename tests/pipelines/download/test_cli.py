@@ -8,7 +8,7 @@ import sys
 
 from pipelines.download import cli
 from pipelines.download.ledger import read_ledger
-from shared.media.server import Fault
+from testsupport.media_server import Fault
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 

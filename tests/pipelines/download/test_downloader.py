@@ -11,11 +11,11 @@ import av
 import pytest
 
 from pipelines.download.backoff import RetryPolicy
-from pipelines.download.classify import FailureClass, Reason
+from shared.failures import FailureClass, Reason
 from pipelines.download.ledger import LedgerWriter, read_ledger
 from pipelines.download.results import DownloadRequest
 from shared.media.generator import read_frame_code
-from shared.media.server import Fault, FaultKind
+from testsupport.media_server import Fault, FaultKind
 
 
 def frame_code_at(path: str, t: float) -> int:

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from pipelines import ledger as ledger_cli
-from pipelines.download.classify import FailureClass, Reason
+from shared.failures import FailureClass, Reason
 from pipelines.download.ledger import (LedgerError, LedgerRecord, LedgerWriter, format_summary, read_ledger,
                                        write_records)
 from pipelines.download.results import DownloadFailure

@@ -3,7 +3,7 @@
 import pytest
 
 from pipelines.download import verify
-from pipelines.download.classify import Reason
+from shared.failures import Reason
 from shared.media import generator
 
 CHECKS = [verify.check_media, verify.check_packets]

@@ -9,7 +9,8 @@ import random
 import numpy as np
 import pytest
 
-from pipelines.sources import as500k, audioset, synthetic_audioset
+from pipelines.sources import as500k, audioset
+from testsupport import synthetic_audioset
 from pipelines.sources.rows import ClipRequest
 
 NUM_ROWS = 40_000

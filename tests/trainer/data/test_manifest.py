@@ -37,10 +37,6 @@ def test_reads_a_build(build):
   assert manifest.shard_paths("tfrecord")[0].endswith("vggsound-train-00000-of-00002")
 
 
-def test_gs_directories_join_like_paths():
-  assert manifest_lib.join("gs://bucket/as/train/", "x-00000-of-00001") == "gs://bucket/as/train/x-00000-of-00001"
-
-
 def test_contract_mismatch_names_every_parameter(build, tmp_path):
   other = {**contract.contract_parameters(), "video_fps": 30, "mel_num_bins": 64}
   with pytest.raises(contract.ContractMismatchError) as error:

@@ -15,9 +15,9 @@ import urllib.request
 
 import pytest
 
-from shared.media.server import Fault, FaultKind, FaultSpecError, MediaServer, content_type_for
+from testsupport.media_server import Fault, FaultKind, FaultSpecError, MediaServer, content_type_for
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAYLOAD = bytes(range(256)) * 40  # 10240 bytes, every offset distinguishable
 
 
@@ -186,11 +186,11 @@ def test_fault_parse_rejects(text):
 
 def test_command_line(tmp_path):
   (tmp_path / "clip.mp4").write_bytes(PAYLOAD)
-  helped = subprocess.run([sys.executable, "-m", "shared.media.server", "--help"], cwd=REPO_ROOT,
+  helped = subprocess.run([sys.executable, "-m", "testsupport.media_server", "--help"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60)
   assert helped.returncode == 0 and "--port" in helped.stdout and "--fault" in helped.stdout
 
-  process = subprocess.Popen([sys.executable, "-m", "shared.media.server", str(tmp_path), "--port", "0",
+  process = subprocess.Popen([sys.executable, "-m", "testsupport.media_server", str(tmp_path), "--port", "0",
                               "--fault", "gone.mp4=410"], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
   try:
     banner = process.stdout.readline()

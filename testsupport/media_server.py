@@ -29,9 +29,9 @@ Use it as a context manager::
 
 or from the command line (serves until interrupted)::
 
-    python -m shared.media.server DIR --port 8000 --fault broken.mp4=503
+    python -m testsupport.media_server DIR --port 8000 --fault broken.mp4=503
 
-This module must not import pipelines/ or trainer/: both use it.
+This module must not import pipelines/ or trainer/: the tests of both, and the demo, use it.
 """
 
 from __future__ import annotations
@@ -607,7 +607,7 @@ def _parse_range(header: Optional[str], size: int):
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(
-      prog="python -m shared.media.server",
+      prog="python -m testsupport.media_server",
       description="Serve a directory of media files over HTTP on 127.0.0.1, with Range support and "
       "optional injected faults, as a local stand-in for YouTube.",
   )

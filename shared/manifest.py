@@ -1,0 +1,268 @@
+"""The build manifest: what a build holds, why the rest is missing, under which contract.
+
+``manifest.json`` is written last, atomically, into a build's output directory
+(:class:`shared.layout.BuildLayout`): a build without one is unfinished. Every
+builder writes it through :func:`write_manifest` (the Beam builds in
+``pipelines/``, the synthetic builder in ``trainer/data/``) and every reader
+reads it through :func:`read_manifest` (refreshes, the trainer), so its JSON
+keys are spelled here only.
+
+The record also keeps the rule that nothing is lost: every requested clip is
+either in a shard or failed with a reason, and no clip is counted twice. A
+manifest whose accounts do not add up cannot be made, nor read.
+
+The JSON document, in order (``manifest_version`` is the layout of this file;
+``schema_version`` that of the records)::
+
+    manifest_version, dataset, split, schema_version, contract, build_options,
+    counts {requested, written, failed, failed_by_reason}, melspec_mean,
+    melspec_std, shards {format: [file]}, shard_clip_ids {file: [clip id]},
+    failed_clips [{clip_id, reason}], label_map, versions, created,
+    previous_build (refreshes), label_maps {name: label map} (EPIC-KITCHENS)
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+from typing import Any, Mapping, Optional
+
+from shared import contract as contract_lib, files, layout as layout_lib
+
+# Bump when the layout of manifest.json changes; readers refuse others.
+MANIFEST_VERSION = 1
+
+
+class ManifestError(ValueError):
+  """A manifest is missing, unreadable, or not a manifest this code reads."""
+
+
+class NothingLostError(ManifestError):
+  """Requested clips do not equal written plus failed clips, or a clip is counted twice."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipCounts:
+  """How many clips a build was asked for, holds, and lacks (by ``class/reason``).
+
+  Attributes:
+    requested: clips asked for (annotation rows, bad ones included).
+    written: clips in the shards.
+    failed: clips not in the shards.
+    failed_by_reason: ``class/reason`` -> clips, sorted by reason.
+  """
+
+  requested: int
+  written: int
+  failed: int
+  failed_by_reason: Mapping[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class FailedClip:
+  """A requested clip that is not in the shards.
+
+  Attributes:
+    clip_id: the clip.
+    reason: ``class/reason`` from shared.failures.
+  """
+
+  clip_id: str
+  reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+  """One finished build of one split.
+
+  Attributes:
+    dataset: dataset name, e.g. "vggsound".
+    split: split name; also the shard file prefix of pipeline builds.
+    requested: clips asked for.
+    shards: format ("tfrecord", "arrayrecord") -> shard file names, relative
+      to the build's directory, in shard order.
+    shard_clip_ids: shard file name -> its clips in file order. Listed under
+      the TFRecord shard's name where there is one (what Scenic reads and a
+      refresh carries records over from), else the ArrayRecord one.
+    failed_clips: every requested clip not in a shard, sorted by clip id.
+    label_map: the label map the records' clip/label/index values index into.
+    melspec_mean: mean of every log-mel value written (None: no clip written).
+    melspec_std: their standard deviation (None: no clip written).
+    build_options: the options that shaped the bytes and the shard set.
+    extra_label_maps: further label maps by name (EPIC-KITCHENS' verbs and nouns).
+    previous_build: the build a refresh carried clips over from.
+    versions: versions of what shaped the bytes (Python, libraries).
+    created: when the build finished, UTC ISO 8601.
+    contract: the data contract's parameters the records were made under.
+    schema_version: the record schema version.
+  """
+
+  dataset: str
+  split: str
+  requested: int
+  shards: Mapping[str, tuple[str, ...]]
+  shard_clip_ids: Mapping[str, tuple[str, ...]]
+  failed_clips: tuple[FailedClip, ...]
+  label_map: contract_lib.LabelMap
+  melspec_mean: Optional[float]
+  melspec_std: Optional[float]
+  build_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  extra_label_maps: Mapping[str, contract_lib.LabelMap] = dataclasses.field(default_factory=dict)
+  previous_build: Optional[str] = None
+  versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  created: Optional[str] = None
+  contract: Mapping[str, Any] = dataclasses.field(default_factory=contract_lib.contract_parameters)
+  schema_version: int = contract_lib.SCHEMA_VERSION
+
+  def __post_init__(self):
+    written = [clip_id for ids in self.shard_clip_ids.values() for clip_id in ids]
+    failed = [clip.clip_id for clip in self.failed_clips]
+    problems = []
+    if len(set(written)) != len(written):
+      problems.append("a clip is in two shards")
+    both = set(written) & set(failed)
+    if both:
+      problems.append(f"clips both written and failed: {sorted(both)[:5]}")
+    if len(set(failed)) != len(failed):
+      problems.append("a clip failed twice")
+    if self.requested != len(written) + len(failed):
+      problems.append(f"requested {self.requested} != written {len(written)} + failed {len(failed)}")
+    if problems:
+      raise NothingLostError(f"{self.dataset}/{self.split}: clips were lost or counted twice: " + "; ".join(problems))
+
+  # -- what it holds --------------------------------------------------------------
+  @property
+  def counts(self) -> ClipCounts:
+    by_reason = collections.Counter(clip.reason for clip in self.failed_clips)
+    return ClipCounts(requested=self.requested, written=sum(len(ids) for ids in self.shard_clip_ids.values()),
+                      failed=len(self.failed_clips), failed_by_reason=dict(sorted(by_reason.items())))
+
+  def written_clip_ids(self) -> frozenset[str]:
+    return frozenset(clip_id for ids in self.shard_clip_ids.values() for clip_id in ids)
+
+  def failure_reasons(self) -> dict[str, str]:
+    """Failed clip id -> ``class/reason``."""
+    return {clip.clip_id: clip.reason for clip in self.failed_clips}
+
+  def shard_holding(self) -> dict[str, str]:
+    """Written clip id -> the shard file it is listed under."""
+    return {clip_id: shard for shard, ids in self.shard_clip_ids.items() for clip_id in ids}
+
+  def check_contract(self, where: str) -> None:
+    """Raises contract_lib.ContractMismatchError unless the records were made under this code's contract."""
+    if self.schema_version != contract_lib.SCHEMA_VERSION:
+      raise contract_lib.ContractMismatchError(
+          f"{where} was written under schema version {self.schema_version!r}, this code reads "
+          f"{contract_lib.SCHEMA_VERSION}; rebuild the shards or check out matching code")
+    contract_lib.check_contract(self.contract, where=where)
+
+  def summary_line(self) -> str:
+    """One line a person reads at the end of a build."""
+    counts = self.counts
+    reasons = ", ".join(f"{reason} {n}" for reason, n in counts.failed_by_reason.items()) or "none"
+    num_shards = len(next(iter(self.shards.values()), ()))
+    return (f"{self.dataset}/{self.split}: requested {counts.requested} = written {counts.written} + "
+            f"failed {counts.failed} (failures: {reasons}); {num_shards} shards")
+
+  # -- JSON -------------------------------------------------------------------------
+  def to_json_dict(self) -> dict[str, Any]:
+    counts = self.counts
+    document = {
+        "manifest_version": MANIFEST_VERSION,
+        "dataset": self.dataset,
+        "split": self.split,
+        "schema_version": self.schema_version,
+        "contract": dict(self.contract),
+        "build_options": dict(self.build_options),
+        "counts": {"requested": counts.requested, "written": counts.written, "failed": counts.failed,
+                   "failed_by_reason": dict(counts.failed_by_reason)},
+        "melspec_mean": self.melspec_mean,
+        "melspec_std": self.melspec_std,
+        "shards": {fmt: list(names) for fmt, names in self.shards.items()},
+        "shard_clip_ids": {name: list(ids) for name, ids in self.shard_clip_ids.items()},
+        "failed_clips": [{"clip_id": clip.clip_id, "reason": clip.reason} for clip in self.failed_clips],
+        "label_map": self.label_map.to_json_dict(),
+        "versions": dict(self.versions),
+        "created": self.created,
+    }
+    if self.previous_build is not None:
+      document["previous_build"] = self.previous_build
+    if self.extra_label_maps:
+      document["label_maps"] = {name: m.to_json_dict() for name, m in self.extra_label_maps.items()}
+    return document
+
+  @classmethod
+  def from_json_dict(cls, document: Mapping[str, Any], where: str = "manifest") -> "Manifest":
+    """Parses a manifest document.
+
+    Raises:
+      ManifestError: a required key is missing or malformed, or another
+        manifest version.
+      NothingLostError: its accounts do not add up.
+    """
+    version = document.get("manifest_version", MANIFEST_VERSION)  # manifests from before the key: version 1
+    if version != MANIFEST_VERSION:
+      raise ManifestError(f"{where}: manifest version {version!r}, this code reads {MANIFEST_VERSION}")
+    for key in ("dataset", "split", "schema_version", "contract", "counts", "shards", "shard_clip_ids",
+                "failed_clips", "label_map"):
+      if key not in document:
+        raise ManifestError(f"{where}: manifest.json has no {key!r}; is this a finished build?")
+    try:
+      label_map = contract_lib.LabelMap.from_json_dict(document["label_map"])
+      extra = {name: contract_lib.LabelMap.from_json_dict(value)
+               for name, value in (document.get("label_maps") or {}).items()}
+    except (KeyError, TypeError, ValueError) as error:
+      raise ManifestError(f"{where}: malformed label map: {error}") from error
+    try:
+      manifest = cls(
+          dataset=document["dataset"], split=document["split"], requested=int(document["counts"]["requested"]),
+          shards={fmt: tuple(names) for fmt, names in document["shards"].items()},
+          shard_clip_ids={name: tuple(ids) for name, ids in document["shard_clip_ids"].items()},
+          failed_clips=tuple(FailedClip(entry["clip_id"], entry["reason"]) for entry in document["failed_clips"]),
+          label_map=label_map, melspec_mean=_optional_float(document.get("melspec_mean")),
+          melspec_std=_optional_float(document.get("melspec_std")),
+          build_options=dict(document.get("build_options") or {}), extra_label_maps=extra,
+          previous_build=document.get("previous_build"), versions=dict(document.get("versions") or {}),
+          created=document.get("created"), contract=dict(document["contract"]),
+          schema_version=document["schema_version"])
+    except NothingLostError as error:
+      raise NothingLostError(f"{where}: {error}") from error
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+      raise ManifestError(f"{where}: malformed manifest: {error!r}") from error
+    for key, value in dataclasses.asdict(manifest.counts).items():
+      recorded = document["counts"].get(key)
+      if recorded is not None and recorded != value:
+        raise ManifestError(f"{where}: counts.{key} is {recorded!r}, but its clip lists make {value!r}")
+    return manifest
+
+
+def _optional_float(value) -> Optional[float]:
+  return None if value is None else float(value)
+
+
+def read_manifest(root: str) -> Manifest:
+  """Reads `root`/manifest.json (local or gs://).
+
+  Raises:
+    ManifestError: there is none (the build is missing or unfinished), or it
+      is not a manifest this code reads.
+  """
+  path = layout_lib.BuildLayout(root).manifest
+  if not files.exists(path):
+    raise ManifestError(f"no {layout_lib.MANIFEST_NAME} in {root}: the build is missing or unfinished "
+                        "(builds write the manifest last)")
+  try:
+    document = json.loads(files.read_bytes(path))
+  except json.JSONDecodeError as error:
+    raise ManifestError(f"{path} is not valid JSON: {error}") from error
+  if not isinstance(document, dict):
+    raise ManifestError(f"{path} holds no JSON object")
+  return Manifest.from_json_dict(document, where=f"build {root}")
+
+
+def write_manifest(root: str, manifest: Manifest) -> None:
+  """Writes the build's label_map.json, then its manifest.json, each atomically: the manifest last."""
+  build = layout_lib.BuildLayout(root)
+  files.write_json(build.label_map, manifest.label_map.to_json_dict())
+  files.write_json(build.manifest, manifest.to_json_dict())
