@@ -22,7 +22,7 @@ import json
 import sys
 from typing import Optional, Sequence
 
-from pipelines import build
+from pipelines import build, build_cli
 from pipelines.sources import as500k, audioset, rows
 from shared import files, layout
 from shared.manifest import Manifest
@@ -39,8 +39,8 @@ def make_parser() -> argparse.ArgumentParser:
   source.add_argument("--labels", required=True, help="class_labels_indices.csv")
   source.add_argument("--as500k_size", type=int, default=as500k.AS500K_SIZE,
                       help=f"size of the balanced subset for --split as500k (default {as500k.AS500K_SIZE})")
-  build.add_build_arguments(parser)
-  build.add_download_arguments(parser)
+  build_cli.add_build_arguments(parser)
+  build_cli.add_download_arguments(parser)
   return parser
 
 
@@ -77,16 +77,16 @@ def write_subset_report(output_dir: str, report: as500k.SubsetReport) -> None:
 
 def run(argv: Optional[Sequence[str]] = None) -> Manifest:
   """Parses the command line and runs the build; returns its manifest."""
-  args, beam_args = build.parse_args(make_parser(), argv)
+  args, beam_args = build_cli.parse_args(make_parser(), argv)
   split, report = load_split(args)
-  manifest = build.run_build(split, build.youtube_fetch(args), args, beam_args)
+  manifest = build.run_build(split, build_cli.youtube_fetch(args), args, beam_args)
   if report is not None:
     write_subset_report(args.output_dir, report)
   return manifest
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  return build.main_of(run, argv)
+  return build_cli.main_of(run, argv)
 
 
 if __name__ == "__main__":

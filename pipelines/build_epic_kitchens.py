@@ -20,7 +20,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from pipelines import build, fetch
+from pipelines import build, build_cli, fetch
 from pipelines.sources import epic_kitchens, rows
 from shared.manifest import Manifest
 
@@ -37,7 +37,7 @@ def make_parser() -> argparse.ArgumentParser:
   source.add_argument("--verb_classes", required=True, help="EPIC_100_verb_classes.csv")
   source.add_argument("--noun_classes", required=True, help="EPIC_100_noun_classes.csv")
   source.add_argument("--split", default="validation", help="split name, also the shard prefix")
-  build.add_build_arguments(parser)
+  build_cli.add_build_arguments(parser)
   return parser
 
 
@@ -57,12 +57,12 @@ def load_split(args: argparse.Namespace) -> build.SplitToBuild:
 
 def run(argv: Optional[Sequence[str]] = None) -> Manifest:
   """Parses the command line and runs the build; returns its manifest."""
-  args, beam_args = build.parse_args(make_parser(), argv)
+  args, beam_args = build_cli.parse_args(make_parser(), argv)
   return build.run_build(load_split(args), fetch.OpenLocalVideos(args.videos_dir), args, beam_args)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  return build.main_of(run, argv)
+  return build_cli.main_of(run, argv)
 
 
 if __name__ == "__main__":

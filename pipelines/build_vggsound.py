@@ -30,7 +30,7 @@ import dataclasses
 import sys
 from typing import Optional, Sequence
 
-from pipelines import build
+from pipelines import build, build_cli
 from pipelines.sources import rows, vggsound
 from shared.manifest import Manifest
 
@@ -46,8 +46,8 @@ def make_parser() -> argparse.ArgumentParser:
                       help=f"length of each clip from its start (VGGSound's are {vggsound.CLIP_SECONDS} s)")
   source.add_argument("--labels", default=None,
                       help="stat.csv, whose sorted labels give the class indices (default: the CSV's labels)")
-  build.add_build_arguments(parser)
-  build.add_download_arguments(parser)
+  build_cli.add_build_arguments(parser)
+  build_cli.add_download_arguments(parser)
   return parser
 
 
@@ -76,13 +76,13 @@ def _parse_split(args: argparse.Namespace) -> build.SplitToBuild:
 
 def run(argv: Optional[Sequence[str]] = None) -> Manifest:
   """Parses the command line and runs the build; returns its manifest."""
-  args, beam_args = build.parse_args(make_parser(), argv)
+  args, beam_args = build_cli.parse_args(make_parser(), argv)
   split = load_split(args)
-  return build.run_build(split, build.youtube_fetch(args), args, beam_args)
+  return build.run_build(split, build_cli.youtube_fetch(args), args, beam_args)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  return build.main_of(run, argv)
+  return build_cli.main_of(run, argv)
 
 
 if __name__ == "__main__":

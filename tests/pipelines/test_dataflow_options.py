@@ -16,7 +16,7 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.runners.dataflow.internal import apiclient
 from apache_beam.utils import proto_utils
 
-from pipelines import build, build_vggsound, fetch
+from pipelines import build, build_cli, build_vggsound, fetch
 
 from .conftest import write_lines
 
@@ -48,14 +48,14 @@ def file_list(tmp_path) -> str:
 
 def _build_graph(file_list: str, flags, tmp_path) -> beam.Pipeline:
   """The vggsound build's pipeline as build_vggsound.run makes it, without running it."""
-  args, beam_args = build.parse_args(build_vggsound.make_parser(), [
+  args, beam_args = build_cli.parse_args(build_vggsound.make_parser(), [
       "--file_list", file_list, "--output_dir", "gs://mbt-bucket/vggsound/test", "--media_dir", str(tmp_path / "m"),
       *flags])
   split = build_vggsound.load_split(args)
   plan = build.BuildPlan(split=split, options=build.BuildOptions.from_args(args))  # no I/O: gs:// is offline
   pipeline = beam.Pipeline(options=build.pipeline_options(beam_args))
   _ = pipeline | f"Build_{split.dataset}_{split.split}" >> build.BuildSplit(
-      plan, fetch.FetchFromYouTube(build.download_config(args), plan.layout.ledger_dir))
+      plan, fetch.FetchFromYouTube(build_cli.download_config(args), plan.layout.ledger_dir))
   return pipeline
 
 
@@ -72,7 +72,7 @@ def test_dataflow_flags_pass_through_untouched():
 
 
 def test_entry_point_leaves_beam_flags_to_beam():
-  args, beam_args = build.parse_args(build_vggsound.make_parser(), [
+  args, beam_args = build_cli.parse_args(build_vggsound.make_parser(), [
       "--file_list", "x.csv", "--output_dir", "gs://b/out", *DATAFLOW_FLAGS])
   assert beam_args == DATAFLOW_FLAGS
   assert args.output_dir == "gs://b/out"
