@@ -187,7 +187,10 @@ def encode(record: ClipRecord) -> bytes:
   for step in melspec_to_steps(np.asarray(record.melspec, np.float32)):
     # A list extends a repeated float field several times faster than numpy rows.
     melspec_steps.add().float_list.value.extend(step.tolist())
-  return example.SerializeToString()
+  # Deterministic: map entries (the context features) in key order, so the same
+  # clip gives the same bytes in every process (the default order follows each
+  # process's hash seed).
+  return example.SerializeToString(deterministic=True)
 
 
 # ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ multi-process DirectRunner.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -345,3 +346,17 @@ def test_default_multi_process_runner_builds_the_same_records(serve, url_templat
     assert (record.frame_width, record.frame_height) == contract.resized_frame_size(*SOURCE_SIZE)
     assert_frames_match(record, source_media.by_name(target), 1.0, 11.0)
     assert_audio_aligned(record, source_media.by_name(target), 1.0, 11.0)
+
+
+def test_two_clean_builds_of_the_same_input_write_identical_shards(serve, url_template, tmp_path):
+  # One build on the default runner (worker processes), one in this process: every process has its own hash seed.
+  ytids = [serve("same", "av.mp4"), serve("same", "av.webm"), serve("same", "silent.mp4")]
+  file_list = write_lines(tmp_path / "list.csv", [f"{ytid}_000001.mp4,dog barking" for ytid in ytids])
+  digests = []
+  for name, runner_args in (("multi", []), ("in_memory", [IN_MEMORY])):
+    output_dir = tmp_path / name
+    build_vggsound.run(["--file_list", file_list, "--output_dir", str(output_dir), "--url_template", url_template,
+                        *FAST_BUILD_ARGS, *runner_args])
+    digests.append({path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+                    for path in sorted(output_dir.glob("test-*"))})
+  assert len(digests[0]) == 2 and digests[0] == digests[1]

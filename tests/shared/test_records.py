@@ -1,6 +1,10 @@
 """The record format: round trips, Scenic's feature spec, TFRecord and ArrayRecord shards."""
 
 import io
+import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +13,8 @@ from PIL import Image
 
 from shared import contract, records
 from shared.media import generator
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _jpeg(index: int, width: int = 96, height: int = 64) -> bytes:
@@ -45,6 +51,21 @@ def _assert_same(a: records.ClipRecord, b: records.ClipRecord):
 def test_encode_decode_round_trip():
   record = _record(verb_index=4, noun_index=12, action_index=77, has_audio=False)
   _assert_same(record, records.decode(records.encode(record)))
+
+
+def test_the_same_clip_gives_the_same_bytes_in_every_process():
+  # Protobuf orders map entries (the context features) by each process's hash seed unless told otherwise.
+  script = (
+      "import hashlib, numpy as np\n"
+      "from shared import records\n"
+      "r = records.ClipRecord(clip_id='c', dataset='d', source_id='s', start_s=0.0, end_s=1.0, jpeg_frames=[b'j'] * 25,"
+      " frame_width=2, frame_height=2, melspec=np.ones((100, 128), np.float32), num_audio_samples=16000,"
+      " label_indices=[1], label_names=['x'], has_audio=True, decoded_duration_s=1.0, source_fps=25.0,"
+      " source_width=2, source_height=2)\n"
+      "print(hashlib.sha256(records.encode(r)).hexdigest())\n")
+  digests = {subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env={**os.environ, "PYTHONHASHSEED": seed},
+                            capture_output=True, text=True, check=True).stdout for seed in ("1", "2", "3")}
+  assert len(digests) == 1, digests
 
 
 def test_scenic_reader_spec_parses_our_records():
