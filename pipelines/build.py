@@ -60,6 +60,7 @@ class BuildOptions:
     max_clips: build only the first N requested clips by clip id.
     previous_build: a finished build to refresh from.
     recheck_unavailable: a refresh retries permanent failures too.
+    require_audio: clips without an audio stream fail instead of being stored silent.
     progress_interval: seconds between progress lines on local runs (0: none).
   """
 
@@ -70,6 +71,7 @@ class BuildOptions:
   max_clips: Optional[int] = None
   previous_build: Optional[str] = None
   recheck_unavailable: bool = False
+  require_audio: bool = False
   progress_interval: float = 0.0
 
   def __post_init__(self):
@@ -85,7 +87,8 @@ class BuildOptions:
     return cls(
         output_dir=args.output_dir, formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
         clips_per_shard=args.clips_per_shard, max_clips=args.max_clips, previous_build=args.previous_build,
-        recheck_unavailable=args.recheck_unavailable, progress_interval=args.progress_interval,
+        recheck_unavailable=args.recheck_unavailable, require_audio=args.require_audio,
+        progress_interval=args.progress_interval,
         decode=decode.DecodeOptions(short_side=args.frame_short_side, jpeg_quality=args.jpeg_quality,
                                     deadline_s=args.decode_deadline))
 
@@ -258,7 +261,8 @@ class BuildSplit(beam.PTransform):
 
     requests = pipeline | "ReadClipRequests" >> beam.Create(plan.to_fetch)
     fetched, fetch_failures = requests | "Fetch" >> self._fetch
-    encoded, feature_failures = fetched | "ExtractFeatures" >> features.ExtractFeatures(plan.options.decode)
+    encoded, feature_failures = fetched | "ExtractFeatures" >> features.ExtractFeatures(
+        plan.options.decode, require_audio=plan.options.require_audio)
     encoded = encoded | "StageRecords" >> shards.StageClips(build.staging_dir)
     if plan.refresh and plan.refresh.carry_over:
       requests_by_id = {r.clip_id: r for r in split.requests}
@@ -281,9 +285,14 @@ class BuildSplit(beam.PTransform):
     failures = ((fetch_failures, feature_failures, known)
                 | "AllFailures" >> beam.Flatten()
                 | "ClipAndReason" >> beam.Map(lambda r: (r.clip_id, f"{r.reason_class}/{r.reason}")))
-    moments = encoded | "LogMelMoments" >> beam.Map(
-        lambda c: (c.melspec_sum, c.melspec_sum_squares, c.melspec_count))
-    return ({"shards": shard_infos, "failures": failures, "moments": moments}
+    # Silence's constant log-mel would drag the mean down and the std to zero: moments come from real audio.
+    moments = (encoded
+               | "ClipsWithAudio" >> beam.Filter(lambda c: c.has_audio)
+               | "LogMelMoments" >> beam.Map(lambda c: (c.melspec_sum, c.melspec_sum_squares, c.melspec_count)))
+    without_audio = (encoded
+                     | "ClipsWithoutAudio" >> beam.Filter(lambda c: not c.has_audio)
+                     | "ClipIdWithoutAudio" >> beam.Map(lambda c: c.clip_id))
+    return ({"shards": shard_infos, "failures": failures, "moments": moments, "without_audio": without_audio}
             | "WriteManifest" >> manifest_lib.WriteManifest(
                 plan.options.output_dir, dataset=split.dataset, split=split.split, label_map=split.label_map,
                 requested=split.num_requested,

@@ -49,6 +49,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"stored frames' short side in pixels (default {contract.FRAME_SHORT_SIDE})")
   group.add_argument("--jpeg_quality", type=int, default=contract.JPEG_QUALITY,
                      help=f"stored frames' JPEG quality (default {contract.JPEG_QUALITY})")
+  group.add_argument("--require_audio", action="store_true",
+                     help="fail clips without an audio stream (invalid_media/missing_stream) instead of storing "
+                     "them with has_audio=0 and the log-mel of silence")
   group.add_argument("--decode_deadline", type=float, default=300.0,
                      help="seconds one clip's decode may take before it fails (default 300)")
   group.add_argument("--progress_interval", type=float, default=15.0,
@@ -72,7 +75,7 @@ def download_config(args: argparse.Namespace) -> DownloadConfig:
   if media_dir is None:
     media_dir = (tempfile.mkdtemp(prefix="mbt-media-") if files.is_remote(args.output_dir)
                  else layout.BuildLayout(args.output_dir).media_dir)
-  return download_options.download_config(args, media_dir)
+  return download_options.download_config(args, media_dir, require_audio=args.require_audio)
 
 
 def youtube_fetch(args: argparse.Namespace) -> beam.PTransform:

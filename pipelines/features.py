@@ -55,7 +55,7 @@ def failure_record(request: ClipRequest, reason: Reason, message: str, attempts:
 
 def reason_for(error: Exception) -> Reason:
   """Why a clip whose decode raised `error` is not in the build."""
-  if isinstance(error, errors.NoVideoStreamError):
+  if isinstance(error, (errors.NoVideoStreamError, errors.NoAudioStreamError)):
     return Reason.MISSING_STREAM
   if isinstance(error, errors.DecodeTimeoutError):
     return Reason.DECODE_TIMEOUT
@@ -97,8 +97,9 @@ def make_record(fetched: FetchedClip, decoded: decode.DecodedClip) -> records.Cl
 class ExtractFeaturesFn(beam.DoFn):
   """FetchedClip -> EncodedClip, or a failure LedgerRecord on the FAILED output."""
 
-  def __init__(self, decode_options: decode.DecodeOptions):
+  def __init__(self, decode_options: decode.DecodeOptions, require_audio: bool = False):
     self._decode_options = decode_options
+    self._require_audio = require_audio
     self._decoder: Optional[decode.ClipDecoder] = None
     self._counters = {}
 
@@ -118,6 +119,8 @@ class ExtractFeaturesFn(beam.DoFn):
     file_end = file_start + request.duration_s
     try:
       decoded = self._decoder.decode(fetched.media_path, file_start, file_end)
+      if self._require_audio and not decoded.has_audio:
+        raise errors.NoAudioStreamError(fetched.media_path, "no audio stream, and the build requires audio")
       record = make_record(fetched, decoded)
       encoded = EncodedClip.from_record(record)
     except (errors.MediaError, errors.InvalidSpanError, records.RecordError) as error:
@@ -135,13 +138,20 @@ class ExtractFeaturesFn(beam.DoFn):
 
 
 class ExtractFeatures(beam.PTransform):
-  """FetchedClips -> (EncodedClips, failure LedgerRecords)."""
+  """FetchedClips -> (EncodedClips, failure LedgerRecords).
 
-  def __init__(self, decode_options: decode.DecodeOptions = decode.DecodeOptions()):
+  Args:
+    decode_options: how clips are decoded.
+    require_audio: a clip without an audio stream fails (invalid_media/missing_stream)
+      instead of being stored with has_audio=0 and the log-mel of silence.
+  """
+
+  def __init__(self, decode_options: decode.DecodeOptions = decode.DecodeOptions(), require_audio: bool = False):
     super().__init__()
     self._decode_options = decode_options
+    self._require_audio = require_audio
 
   def expand(self, fetched):
     outputs = fetched | "DecodeAndEncode" >> beam.ParDo(
-        ExtractFeaturesFn(self._decode_options)).with_outputs(FAILED, main="encoded")
+        ExtractFeaturesFn(self._decode_options, self._require_audio)).with_outputs(FAILED, main="encoded")
     return outputs.encoded, outputs[FAILED]

@@ -50,6 +50,7 @@ def melspec_moments(moments: Iterable[tuple[float, float, int]]) -> tuple[Option
 def build_manifest(*, dataset: str, split: str, label_map: contract.LabelMap, requested: int,
                    shard_infos: Iterable, failures: Iterable[tuple[str, str]],
                    moments: Iterable[tuple[float, float, int]], build_options: Mapping[str, Any],
+                   without_audio: Iterable[str] = (),
                    extra_label_maps: Optional[Mapping[str, contract.LabelMap]] = None,
                    previous_build: Optional[str] = None) -> Manifest:
   """The manifest of a build's shards and failures.
@@ -57,6 +58,8 @@ def build_manifest(*, dataset: str, split: str, label_map: contract.LabelMap, re
   Args:
     shard_infos: pipelines.shards.ShardInfo of every shard written.
     failures: (clip_id, ``class/reason``) for every requested clip not in a shard.
+    moments: (sum, sum of squares, count) of the log-mel of every clip with audio.
+    without_audio: the written clips whose source had no audio.
 
   Raises:
     shared.manifest.NothingLostError: if the counts do not add up, or a clip
@@ -73,7 +76,8 @@ def build_manifest(*, dataset: str, split: str, label_map: contract.LabelMap, re
       shards={fmt: tuple(info.files[fmt] for info in shard_infos if fmt in info.files) for fmt in formats},
       shard_clip_ids={info.files[listed_format]: tuple(info.clip_ids) for info in shard_infos} if formats else {},
       failed_clips=tuple(FailedClip(clip_id, reason) for clip_id, reason in sorted(failures)),
-      label_map=label_map, melspec_mean=mean, melspec_std=std, build_options=dict(build_options),
+      label_map=label_map, melspec_mean=mean, melspec_std=std, clips_without_audio=tuple(sorted(without_audio)),
+      build_options=dict(build_options),
       extra_label_maps=dict(extra_label_maps or {}), previous_build=previous_build, versions=library_versions(),
       created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
@@ -82,7 +86,8 @@ class WriteManifest(beam.PTransform):
   """Gathers shard infos, failures and log-mel moments into the build's manifest.
 
   Input: a dict of PCollections {"shards": ShardInfo, "failures": (clip_id,
-  reason), "moments": (sum, sum_sq, count)}. Output: the Manifest.
+  reason), "moments": (sum, sum_sq, count), "without_audio": clip_id (optional)}.
+  Output: the Manifest.
   """
 
   def __init__(self, output_dir: str, **manifest_fields):
@@ -96,9 +101,13 @@ class WriteManifest(beam.PTransform):
     shards = inputs["shards"] | "ShardsToList" >> beam.combiners.ToList()
     failures = inputs["failures"] | "FailuresToList" >> beam.combiners.ToList()
     moments = inputs["moments"] | "MomentsToList" >> beam.combiners.ToList()
+    without_audio = (inputs["without_audio"] if "without_audio" in inputs
+                     else inputs["shards"].pipeline | "NoneWithoutAudio" >> beam.Create([]))
+    without_audio = without_audio | "WithoutAudioToList" >> beam.combiners.ToList()
 
-    def write(_, shard_infos, failure_list, moment_list):
-      manifest = build_manifest(shard_infos=shard_infos, failures=failure_list, moments=moment_list, **fields)
+    def write(_, shard_infos, failure_list, moment_list, silent_list):
+      manifest = build_manifest(shard_infos=shard_infos, failures=failure_list, moments=moment_list,
+                                without_audio=silent_list, **fields)
       write_manifest(output_dir, manifest)
       return manifest
 
@@ -106,4 +115,4 @@ class WriteManifest(beam.PTransform):
             | "ManifestTrigger" >> beam.Create([None])
             | "CheckCountsAndWriteManifest" >> beam.Map(
                 write, beam.pvalue.AsSingleton(shards), beam.pvalue.AsSingleton(failures),
-                beam.pvalue.AsSingleton(moments)))
+                beam.pvalue.AsSingleton(moments), beam.pvalue.AsSingleton(without_audio)))

@@ -34,6 +34,8 @@ class EncodedClip(NamedTuple):
     melspec_sum_squares: sum of their squares.
     melspec_count: number of log-mel values.
     staged_path: where StageClips put the bytes, if it did.
+    has_audio: False when the source had no audio (its log-mel is silence's:
+      left out of the build's log-mel moments).
   """
 
   clip_id: str
@@ -42,6 +44,7 @@ class EncodedClip(NamedTuple):
   melspec_sum_squares: float
   melspec_count: int
   staged_path: Optional[str] = None
+  has_audio: bool = True
 
   def payload(self) -> bytes:
     """The record's bytes, from the clip itself or from its staged file."""
@@ -53,7 +56,7 @@ class EncodedClip(NamedTuple):
   def from_record(cls, record: records.ClipRecord, serialized: bytes | None = None) -> "EncodedClip":
     melspec = np.asarray(record.melspec, np.float64)
     return cls(record.clip_id, serialized if serialized is not None else records.encode(record),
-               float(melspec.sum()), float(np.square(melspec).sum()), int(melspec.size))
+               float(melspec.sum()), float(np.square(melspec).sum()), int(melspec.size), has_audio=record.has_audio)
 
 
 @dataclasses.dataclass(frozen=True)

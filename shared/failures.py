@@ -100,7 +100,8 @@ class Reason(str, enum.Enum):
   NOT_MEDIA = ("not_media", FailureClass.INVALID_MEDIA, "the bytes are not media (e.g. an HTML page)")
   UNDECODABLE = ("undecodable", FailureClass.INVALID_MEDIA, "the media does not decode")
   SPAN_NOT_COVERED = ("span_not_covered", FailureClass.INVALID_MEDIA, "the media does not cover the clip's span")
-  MISSING_STREAM = ("missing_stream", FailureClass.INVALID_MEDIA, "the media has no video stream")
+  MISSING_STREAM = ("missing_stream", FailureClass.INVALID_MEDIA,
+                    "the media has no video stream (or, with --require_audio, no audio stream)")
   DECODE_TIMEOUT = ("decode_timeout", FailureClass.INVALID_MEDIA, "decoding took longer than --decode_deadline")
   # Bad row: the annotation itself.
   MALFORMED = ("malformed", FailureClass.BAD_ROW, "the row does not parse; the ledger names its file and line")

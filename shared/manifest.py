@@ -16,7 +16,7 @@ The JSON document, in order (``manifest_version`` is the layout of this file;
 
     manifest_version, dataset, split, schema_version, contract, build_options,
     counts {requested, written, failed, failed_by_reason}, melspec_mean,
-    melspec_std, shards {format: [file]}, shard_clip_ids {file: [clip id]},
+    melspec_std, clips_without_audio [clip id], shards {format: [file]}, shard_clip_ids {file: [clip id]},
     failed_clips [{clip_id, reason}], label_map, versions, created,
     previous_build (refreshes), label_maps {name: label map} (EPIC-KITCHENS)
 """
@@ -87,8 +87,11 @@ class Manifest:
       refresh carries records over from), else the ArrayRecord one.
     failed_clips: every requested clip not in a shard, sorted by clip id.
     label_map: the label map the records' clip/label/index values index into.
-    melspec_mean: mean of every log-mel value written (None: no clip written).
+    melspec_mean: mean of the log-mel values of every written clip with audio
+      (None: there is none).
     melspec_std: their standard deviation (None: no clip written).
+    clips_without_audio: written clips whose source had no audio stream (their
+      log-mel is silence's, left out of the moments), sorted.
     build_options: the options that shaped the bytes and the shard set.
     extra_label_maps: further label maps by name (EPIC-KITCHENS' verbs and nouns).
     previous_build: the build a refresh carried clips over from.
@@ -107,6 +110,7 @@ class Manifest:
   label_map: contract_lib.LabelMap
   melspec_mean: Optional[float]
   melspec_std: Optional[float]
+  clips_without_audio: tuple[str, ...] = ()
   build_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   extra_label_maps: Mapping[str, contract_lib.LabelMap] = dataclasses.field(default_factory=dict)
   previous_build: Optional[str] = None
@@ -128,6 +132,9 @@ class Manifest:
       problems.append("a clip failed twice")
     if self.requested != len(written) + len(failed):
       problems.append(f"requested {self.requested} != written {len(written)} + failed {len(failed)}")
+    stray = set(self.clips_without_audio) - set(written)
+    if stray:
+      problems.append(f"clips without audio that are not written: {sorted(stray)[:5]}")
     if problems:
       raise NothingLostError(f"{self.dataset}/{self.split}: clips were lost or counted twice: " + "; ".join(problems))
 
@@ -162,8 +169,9 @@ class Manifest:
     counts = self.counts
     reasons = ", ".join(f"{reason} {n}" for reason, n in counts.failed_by_reason.items()) or "none"
     num_shards = len(next(iter(self.shards.values()), ()))
+    silent = f"; {len(self.clips_without_audio)} written without audio" if self.clips_without_audio else ""
     return (f"{self.dataset}/{self.split}: requested {counts.requested} = written {counts.written} + "
-            f"failed {counts.failed} (failures: {reasons}); {num_shards} shards")
+            f"failed {counts.failed} (failures: {reasons}); {num_shards} shards{silent}")
 
   # -- JSON -------------------------------------------------------------------------
   def to_json_dict(self) -> dict[str, Any]:
@@ -179,6 +187,7 @@ class Manifest:
                    "failed_by_reason": dict(counts.failed_by_reason)},
         "melspec_mean": self.melspec_mean,
         "melspec_std": self.melspec_std,
+        "clips_without_audio": list(self.clips_without_audio),
         "shards": {fmt: list(names) for fmt, names in self.shards.items()},
         "shard_clip_ids": {name: list(ids) for name, ids in self.shard_clip_ids.items()},
         "failed_clips": [{"clip_id": clip.clip_id, "reason": clip.reason} for clip in self.failed_clips],
@@ -222,6 +231,7 @@ class Manifest:
           failed_clips=tuple(FailedClip(entry["clip_id"], entry["reason"]) for entry in document["failed_clips"]),
           label_map=label_map, melspec_mean=_optional_float(document.get("melspec_mean")),
           melspec_std=_optional_float(document.get("melspec_std")),
+          clips_without_audio=tuple(document.get("clips_without_audio") or ()),
           build_options=dict(document.get("build_options") or {}), extra_label_maps=extra,
           previous_build=document.get("previous_build"), versions=dict(document.get("versions") or {}),
           created=document.get("created"), contract=dict(document["contract"]),

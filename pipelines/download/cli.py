@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--ledger_dir", help="ledger directory (local or gs://); this run adds one file to it")
   parser.add_argument("--duration", type=float, default=10.0, help="clip length when a line has no end (seconds)")
   add_download_arguments(parser)
+  parser.add_argument("--require_audio", action="store_true", help="treat clips without audio as invalid media")
   parser.add_argument("--no_reuse", action="store_true", help="download again even if a verified file exists")
   parser.add_argument("--limit", type=int, help="only the first N clips")
   parser.add_argument("-v", "--verbose", action="store_true", help="log each clip, and yt-dlp's output")
@@ -85,7 +86,7 @@ def main(argv: Optional[list[str]] = None) -> int:
   if args.verbose:
     logging.getLogger("pipelines.download").setLevel(logging.DEBUG)
 
-  config = download_config(args, args.output_dir, reuse_existing=not args.no_reuse)
+  config = download_config(args, args.output_dir, reuse_existing=not args.no_reuse, require_audio=args.require_audio)
   downloader = ClipDownloader(config)
   clips = read_clip_list(args.clips, default_duration_s=args.duration)
   if args.limit is not None:

@@ -47,17 +47,22 @@ def add_download_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
                      help="longest Retry-After honoured; a longer one ends the clip's retries (default %(default)s)")
   group.add_argument("--socket_timeout", type=float, default=_DEFAULT_CONFIG.socket_timeout_s,
                      help="seconds before a silent server fails (default %(default)s)")
-  group.add_argument("--require_audio", action="store_true", help="treat clips without audio as invalid media")
   return group
 
 
-def download_config(args: argparse.Namespace, output_dir: str, reuse_existing: bool = True) -> DownloadConfig:
-  """The DownloadConfig the options in `args` describe, downloading into `output_dir`."""
+def download_config(args: argparse.Namespace, output_dir: str, *, reuse_existing: bool = True,
+                    require_audio: bool = False) -> DownloadConfig:
+  """The DownloadConfig the options in `args` describe, downloading into `output_dir`.
+
+  Args:
+    reuse_existing: a verified file already in `output_dir` is not downloaded again.
+    require_audio: a clip without an audio stream fails as invalid media.
+  """
   return DownloadConfig(
       output_dir=output_dir, url_template=args.url_template, max_height=args.max_height, margin_s=args.margin,
       exact_cuts=args.exact_cuts, cookies_file=args.cookies, proxy=args.proxy, socket_timeout_s=args.socket_timeout,
       concurrency=args.concurrency, sleep_between_clips_s=args.sleep_interval,
       sleep_between_requests_s=args.sleep_requests, rate_limit_bytes_per_s=args.rate_limit,
-      require_audio=args.require_audio, reuse_existing=reuse_existing,
+      require_audio=require_audio, reuse_existing=reuse_existing,
       retry=RetryPolicy(max_attempts=args.max_attempts, base_delay_s=args.retry_base_delay,
                         max_delay_s=args.retry_max_delay, max_retry_after_s=args.max_retry_after))

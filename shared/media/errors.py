@@ -44,6 +44,10 @@ class NoVideoStreamError(MediaError):
   """The file holds no video stream (e.g. audio only)."""
 
 
+class NoAudioStreamError(MediaError):
+  """The file holds no audio stream, and the caller requires one (silence is otherwise allowed)."""
+
+
 class DecodeTimeoutError(MediaError):
   """Decoding took longer than the allowed deadline."""
 

@@ -286,12 +286,24 @@ def test_label_map_lists_the_sorted_labels_of_the_list(vggsound_build):
   assert label_map["num_classes"] == 3 and label_map["name"] == "vggsound"
 
 
-def test_log_mel_moments_are_those_of_the_written_clips(vggsound_build):
-  melspecs = np.concatenate([np.asarray(r.melspec, np.float64).ravel()
-                             for r in read_build(vggsound_build.output_dir).values()])
+def test_log_mel_moments_are_those_of_the_written_clips_with_audio(vggsound_build):
+  written = read_build(vggsound_build.output_dir)
+  melspecs = np.concatenate([np.asarray(r.melspec, np.float64).ravel() for r in written.values() if r.has_audio])
   assert vggsound_build.manifest["melspec_mean"] == pytest.approx(melspecs.mean(), rel=1e-6)
   assert vggsound_build.manifest["melspec_std"] == pytest.approx(melspecs.std(), rel=1e-6)
+  # The clip without audio is written (has_audio 0, silence's log-mel), counted, and left out of the moments.
+  assert vggsound_build.manifest["clips_without_audio"] == [vggsound_build.clip_ids["mute"]]
+  assert not written[vggsound_build.clip_ids["mute"]].has_audio
   contract.check_contract(vggsound_build.manifest["contract"])
+
+
+def test_require_audio_fails_clips_without_audio(serve, url_template, tmp_path):
+  ytids = [serve("needa", "av.mp4"), serve("needa", "silent.mp4")]
+  file_list = write_lines(tmp_path / "list.csv", [f"{ytid}_000001.mp4,dog barking" for ytid in ytids])
+  manifest = build_vggsound.run(["--file_list", file_list, "--output_dir", str(tmp_path / "build"), "--url_template",
+                                 url_template, "--require_audio", *FAST_BUILD_ARGS, IN_MEMORY]).to_json_dict()
+  assert manifest["failed_clips"] == [{"clip_id": f"yt_{ytids[1]}_000001000", "reason": "invalid_media/missing_stream"}]
+  assert manifest["clips_without_audio"] == [] and manifest["counts"]["written"] == 1
 
 
 # ---------------------------------------------------------------------------

@@ -31,14 +31,16 @@ def local_media(tmp_path_factory):
   av = generator.write_clip(str(directory / "av.mp4"), generator.ClipSpec(duration_s=4.0, width=160, height=120,
                                                                           fps=30.0))
   audio_only = generator.write_clip(str(directory / "audio.mp4"), generator.ClipSpec(duration_s=4.0, video=False))
+  silent = generator.write_clip(str(directory / "silent.mp4"), generator.ClipSpec(duration_s=4.0, width=160,
+                                                                                  height=120, audio=False))
   not_media = directory / "page.mp4"
   not_media.write_bytes(b"<html><body>This is not a media file.</body></html>\n")
-  return {"av": av, "audio_only": audio_only.path, "not_media": str(not_media),
+  return {"av": av, "audio_only": audio_only.path, "silent": silent.path, "not_media": str(not_media),
           "missing": str(directory / "missing.mp4")}
 
 
-def _process(fetched: features.FetchedClip, options: decode.DecodeOptions = OPTIONS):
-  fn = features.ExtractFeaturesFn(options)
+def _process(fetched: features.FetchedClip, options: decode.DecodeOptions = OPTIONS, require_audio: bool = False):
+  fn = features.ExtractFeaturesFn(options, require_audio=require_audio)
   fn.setup()
   return list(fn.process(fetched))
 
@@ -86,6 +88,17 @@ def test_media_that_does_not_decode_becomes_a_failure_record(local_media, media,
       "yt_abcdefghijk_000100000", "abcdefghijk", 100.0, 102.0)
   assert (failure.status, failure.reason_class, failure.reason) == ("failed", "invalid_media", reason)
   assert failure.message
+
+
+def test_clips_without_audio_are_stored_silent_or_fail_when_audio_is_required(local_media):
+  fetched = features.FetchedClip(_request(), local_media["silent"], media_start_s=0.0)
+  [encoded] = _process(fetched)
+  assert isinstance(encoded, EncodedClip) and not encoded.has_audio
+  [failed] = _process(fetched, require_audio=True)
+  assert (failed.tag, failed.value.reason_class, failed.value.reason) == (
+      features.FAILED, "invalid_media", "missing_stream")
+  [encoded] = _process(features.FetchedClip(_request(), local_media["av"].path, 0.0), require_audio=True)
+  assert encoded.has_audio
 
 
 def test_a_decode_past_its_deadline_fails_the_clip_only(local_media):

@@ -24,6 +24,7 @@ def _manifest(**changes) -> Manifest:
               "arrayrecord": ("train-00000-of-00002.array_record", "train-00001-of-00002.array_record")},
       shard_clip_ids={"train-00000-of-00002": ("a", "b"), "train-00001-of-00002": ("c",)},
       failed_clips=(FailedClip("d", "permanent/http_404"),), label_map=LABELS, melspec_mean=-3.5, melspec_std=2.0,
+      clips_without_audio=("c",),
       build_options={"clips_per_shard": 2}, extra_label_maps={"toy_verb": EXTRA}, previous_build="/old",
       versions={"python": "3.11"}, created="2026-12-01T00:00:00+00:00")
   fields.update(changes)
@@ -34,12 +35,14 @@ def test_json_round_trip_in_the_documented_order():
   manifest = _manifest()
   document = manifest.to_json_dict()
   assert list(document) == ["manifest_version", "dataset", "split", "schema_version", "contract", "build_options",
-                            "counts", "melspec_mean", "melspec_std", "shards", "shard_clip_ids", "failed_clips",
+                            "counts", "melspec_mean", "melspec_std", "clips_without_audio", "shards",
+                            "shard_clip_ids", "failed_clips",
                             "label_map", "versions", "created", "previous_build", "label_maps"]
   assert document["counts"] == {"requested": 4, "written": 3, "failed": 1,
                                 "failed_by_reason": {"permanent/http_404": 1}}
   assert Manifest.from_json_dict(json.loads(json.dumps(document))) == manifest
-  assert "requested 4 = written 3 + failed 1 (failures: permanent/http_404 1); 2 shards" in manifest.summary_line()
+  assert manifest.summary_line() == ("toy/train: requested 4 = written 3 + failed 1 (failures: permanent/http_404 1); "
+                                     "2 shards; 1 written without audio")
   assert manifest.shard_holding() == {"a": "train-00000-of-00002", "b": "train-00000-of-00002",
                                       "c": "train-00001-of-00002"}
 
@@ -48,6 +51,7 @@ def test_json_round_trip_in_the_documented_order():
     (dict(requested=5), "requested 5 != written 3 \\+ failed 1"),
     (dict(failed_clips=(FailedClip("c", "transient/timeout"),)), "both written and failed"),
     (dict(shard_clip_ids={"s0": ("a", "b"), "s1": ("a", "c")}), "in two shards"),
+    (dict(clips_without_audio=("d",)), "without audio that are not written"),
 ])
 def test_nothing_lost_is_part_of_the_record(changes, match):
   with pytest.raises(NothingLostError, match=match):
