@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import os
 from typing import Callable, Optional, Sequence
@@ -30,7 +31,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines import features, manifest as manifest_lib, refresh as refresh_lib, shards
+from pipelines import clip_requests, features, manifest as manifest_lib, refresh as refresh_lib, shards
 from pipelines.download import ledger as ledger_lib
 from pipelines.ledger_sink import WriteToLedger
 from pipelines.progress import ProgressMonitor
@@ -99,8 +100,9 @@ class BuildOptions:
 
   @property
   def shard_options(self) -> dict:
-    """The options that shape the records and the shard set."""
-    return {**self.record_options, "formats": ",".join(self.formats), "clips_per_shard": self.clips_per_shard}
+    """The options that shape the records and the shard set (recorded in the manifest)."""
+    return {**self.record_options, "formats": ",".join(self.formats), "clips_per_shard": self.clips_per_shard,
+            "require_audio": self.require_audio}
 
 
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
@@ -205,12 +207,34 @@ class BuildPlan:
     known = [bad_row_record(row) for row in self.split.rejected]
     return known + (list(self.refresh.carried_failures) if self.refresh else [])
 
-  def is_built_by(self, manifest: Manifest) -> bool:
-    """Whether `manifest` is of this plan's build: the same clips, under the same options."""
-    wanted = {r.clip_id for r in self.split.requests} | {bad_row_record(r).clip_id for r in self.split.rejected}
-    shard_options = self.options.shard_options
-    recorded = {k: v for k, v in manifest.build_options.items() if k in shard_options}
-    return manifest.written_clip_ids() | set(manifest.failure_reasons()) == wanted and recorded == shard_options
+  @functools.cached_property
+  def requests(self) -> clip_requests.Requests:
+    """What this build is asked for: the split's requests and its unreadable rows."""
+    return clip_requests.Requests.of(
+        self.split.requests, [clip_requests.BadRow(bad_row_record(r).clip_id, r.reason) for r in self.split.rejected])
+
+  def differences_from(self, manifest: Manifest, asked_there: Optional[clip_requests.Requests]) -> list[str]:
+    """How the build `manifest` describes differs from this plan's, in words; [] when it is this build.
+
+    Args:
+      manifest: a finished build's manifest.
+      asked_there: that build's requests file, if it has one.
+    """
+    differences = []
+    if manifest.request_fingerprint is not None:  # what was asked, clip by clip
+      if manifest.request_fingerprint != self.requests.fingerprint():
+        differences.append(clip_requests.describe_difference(asked_there, self.requests))
+    else:  # a manifest from before request fingerprints: only the clip ids can be compared
+      wanted = {r.clip_id for r in self.requests.clips} | {b.clip_id for b in self.requests.bad_rows}
+      if manifest.written_clip_ids() | set(manifest.failure_reasons()) != wanted:
+        differences.append("other clips")
+    # Options a manifest does not record had their default value when it was written.
+    defaults = BuildOptions(output_dir=self.options.output_dir).shard_options
+    for name, value in self.options.shard_options.items():
+      recorded = manifest.build_options.get(name, defaults[name])
+      if recorded != value:
+        differences.append(f"--{name} {recorded} there, {value} now")
+    return differences
 
 
 def plan_build(split: SplitToBuild, options: BuildOptions) -> BuildPlan:
@@ -229,9 +253,14 @@ def plan_build(split: SplitToBuild, options: BuildOptions) -> BuildPlan:
   except ManifestError:
     finished = None
   if finished is not None:
-    if not plan.is_built_by(finished):
-      raise BuildError(f"{options.output_dir} holds a finished build of other clips or options; build into a new "
-                       f"directory with --previous_build={options.output_dir} to refresh it")
+    asked_there = None
+    if files.exists(plan.layout.requests):
+      asked_there = clip_requests.read_requests(plan.layout.requests)
+    differences = plan.differences_from(finished, asked_there)
+    if differences:
+      raise BuildError(f"{options.output_dir} holds a finished build of other requests or options "
+                       f"({'; '.join(differences)}); build into a new directory with "
+                       f"--previous_build={options.output_dir} to refresh it")
     return dataclasses.replace(plan, finished=finished)
   if options.previous_build:
     if os.path.normpath(options.previous_build) == os.path.normpath(options.output_dir):
@@ -297,6 +326,7 @@ class BuildSplit(beam.PTransform):
                 plan.options.output_dir, dataset=split.dataset, split=split.split, label_map=split.label_map,
                 requested=split.num_requested,
                 build_options={**plan.options.shard_options, "num_shards": plan.num_shards},
+                request_fingerprint=plan.requests.fingerprint(),
                 extra_label_maps={m.name: m for m in split.other_label_maps},
                 previous_build=plan.refresh.previous_dir if plan.refresh else None))
 
@@ -312,6 +342,7 @@ def run_plan(plan: BuildPlan, fetch_step: beam.PTransform, options: PipelineOpti
     ledger_lib.write_records(plan.layout.ledger_dir, refresh_lib.carried_ledger_records(plan.refresh))
   # Shards are written straight into it; nothing else may have created it (EPIC builds write no downloads).
   files.makedirs(plan.options.output_dir)
+  clip_requests.write_requests(plan.layout.requests, plan.requests)
   pipeline = beam.Pipeline(options=options)
   split = plan.split
   _ = pipeline | f"Build_{split.dataset}_{split.split}" >> BuildSplit(plan, fetch_step)

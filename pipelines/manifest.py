@@ -50,7 +50,7 @@ def melspec_moments(moments: Iterable[tuple[float, float, int]]) -> tuple[Option
 def build_manifest(*, dataset: str, split: str, label_map: contract.LabelMap, requested: int,
                    shard_infos: Iterable, failures: Iterable[tuple[str, str]],
                    moments: Iterable[tuple[float, float, int]], build_options: Mapping[str, Any],
-                   without_audio: Iterable[str] = (),
+                   without_audio: Iterable[str] = (), request_fingerprint: Optional[str] = None,
                    extra_label_maps: Optional[Mapping[str, contract.LabelMap]] = None,
                    previous_build: Optional[str] = None) -> Manifest:
   """The manifest of a build's shards and failures.
@@ -77,7 +77,7 @@ def build_manifest(*, dataset: str, split: str, label_map: contract.LabelMap, re
       shard_clip_ids={info.files[listed_format]: tuple(info.clip_ids) for info in shard_infos} if formats else {},
       failed_clips=tuple(FailedClip(clip_id, reason) for clip_id, reason in sorted(failures)),
       label_map=label_map, melspec_mean=mean, melspec_std=std, clips_without_audio=tuple(sorted(without_audio)),
-      build_options=dict(build_options),
+      build_options=dict(build_options), request_fingerprint=request_fingerprint,
       extra_label_maps=dict(extra_label_maps or {}), previous_build=previous_build, versions=library_versions(),
       created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 

@@ -4,7 +4,8 @@ YouTube datasets erode; maintainers re-run a build to refresh a split. Given
 the previous build's directory (its manifest and ledger):
 
 * clips already in the previous shards are carried over from those shards,
-  never downloaded again; their labels are taken from the current annotations;
+  never downloaded again; their labels are taken from the current annotations
+  (a clip whose span changed is fetched again);
 * clips that failed for a transient reason (or needed cookies, or whose media
   was invalid) are fetched again;
 * clips that failed permanently (private, removed, 404, ...) are not
@@ -26,10 +27,11 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import apache_beam as beam
 
+from pipelines import clip_requests
 from pipelines.download import ledger as ledger_lib
 from pipelines.shards import EncodedClip
 from pipelines.sources.rows import ClipRequest
-from shared import contract, layout, records
+from shared import contract, files, layout, records
 from shared.failures import FailureClass
 from shared.manifest import Manifest, ManifestError, read_manifest
 
@@ -83,13 +85,24 @@ def plan_refresh(requests: Sequence[ClipRequest], previous_dir: str, build_optio
     reason_not_carried = f"previous build used other feature options: {', '.join(changed)}"
 
   in_shards = {} if reason_not_carried else previous.shard_holding()
+  previous_build = layout.BuildLayout(previous_dir)
+  # A clip id names a source and a start; the span's end is in the previous requests (builds made before
+  # requests files were written are trusted by clip id).
+  asked_before = {}
+  if files.exists(previous_build.requests):
+    asked_before = {r.clip_id: r for r in clip_requests.read_requests(previous_build.requests).clips}
   previous_failures = {}
-  for record in ledger_lib.read_ledger(layout.BuildLayout(previous_dir).ledger_dir, missing_ok=True).records.values():
+  for record in ledger_lib.read_ledger(previous_build.ledger_dir, missing_ok=True).records.values():
     if record.status == ledger_lib.STATUS_FAILED:
       previous_failures[record.clip_id] = record
 
   to_fetch, carry_over, carried_failures = [], {}, []
   for request in requests:
+    before = asked_before.get(request.clip_id)
+    if before is not None and (before.source_id, before.start_s, before.end_s) != (
+        request.source_id, request.start_s, request.end_s):
+      to_fetch.append(request)  # another span of the source now: nothing of the old one carries over
+      continue
     if request.clip_id in in_shards:
       carry_over[request.clip_id] = in_shards[request.clip_id]
       continue

@@ -4,6 +4,7 @@
     OUTPUT_DIR/SPLIT-00000-of-000NN.array_record    ArrayRecord shards, the same bytes (grain)
     OUTPUT_DIR/manifest.json                        written last: the build is complete
     OUTPUT_DIR/label_map.json
+    OUTPUT_DIR/requests.jsonl.gz                    what was asked: every requested clip, every unreadable row
     OUTPUT_DIR/ledger/*.jsonl                       one record per clip checked
     OUTPUT_DIR/refresh_report.json                  with --previous_build: kept / new / recovered / lost / failing
     OUTPUT_DIR/as500k_report.json                   AudioSet --split as500k: the subset's per-class report
@@ -27,6 +28,7 @@ FORMATS = (TFRECORD, ARRAYRECORD)
 
 MANIFEST_NAME = "manifest.json"
 LABEL_MAP_NAME = "label_map.json"
+REQUESTS_NAME = "requests.jsonl.gz"
 LEDGER_DIR_NAME = "ledger"
 REFRESH_REPORT_NAME = "refresh_report.json"
 AS500K_REPORT_NAME = "as500k_report.json"
@@ -73,6 +75,10 @@ class BuildLayout:
   @property
   def label_map(self) -> str:
     return self.path(LABEL_MAP_NAME)
+
+  @property
+  def requests(self) -> str:
+    return self.path(REQUESTS_NAME)
 
   @property
   def ledger_dir(self) -> str:

@@ -15,7 +15,7 @@ The JSON document, in order (``manifest_version`` is the layout of this file;
 ``schema_version`` that of the records)::
 
     manifest_version, dataset, split, schema_version, contract, build_options,
-    counts {requested, written, failed, failed_by_reason}, melspec_mean,
+    request_fingerprint, counts {requested, written, failed, failed_by_reason}, melspec_mean,
     melspec_std, clips_without_audio [clip id], shards {format: [file]}, shard_clip_ids {file: [clip id]},
     failed_clips [{clip_id, reason}], label_map, versions, created,
     previous_build (refreshes), label_maps {name: label map} (EPIC-KITCHENS)
@@ -93,6 +93,8 @@ class Manifest:
     clips_without_audio: written clips whose source had no audio stream (their
       log-mel is silence's, left out of the moments), sorted.
     build_options: the options that shaped the bytes and the shard set.
+    request_fingerprint: SHA-256 of what was asked (the build's requests file):
+      a re-run is the same build only if it asks the same.
     extra_label_maps: further label maps by name (EPIC-KITCHENS' verbs and nouns).
     previous_build: the build a refresh carried clips over from.
     versions: versions of what shaped the bytes (Python, libraries).
@@ -112,6 +114,7 @@ class Manifest:
   melspec_std: Optional[float]
   clips_without_audio: tuple[str, ...] = ()
   build_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  request_fingerprint: Optional[str] = None
   extra_label_maps: Mapping[str, contract_lib.LabelMap] = dataclasses.field(default_factory=dict)
   previous_build: Optional[str] = None
   versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -183,6 +186,7 @@ class Manifest:
         "schema_version": self.schema_version,
         "contract": dict(self.contract),
         "build_options": dict(self.build_options),
+        "request_fingerprint": self.request_fingerprint,
         "counts": {"requested": counts.requested, "written": counts.written, "failed": counts.failed,
                    "failed_by_reason": dict(counts.failed_by_reason)},
         "melspec_mean": self.melspec_mean,
@@ -232,7 +236,8 @@ class Manifest:
           label_map=label_map, melspec_mean=_optional_float(document.get("melspec_mean")),
           melspec_std=_optional_float(document.get("melspec_std")),
           clips_without_audio=tuple(document.get("clips_without_audio") or ()),
-          build_options=dict(document.get("build_options") or {}), extra_label_maps=extra,
+          build_options=dict(document.get("build_options") or {}),
+          request_fingerprint=document.get("request_fingerprint"), extra_label_maps=extra,
           previous_build=document.get("previous_build"), versions=dict(document.get("versions") or {}),
           created=document.get("created"), contract=dict(document["contract"]),
           schema_version=document["schema_version"])

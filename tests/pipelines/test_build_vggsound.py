@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from pipelines import build, build_vggsound, progress, shards
+from pipelines import build, build_vggsound, clip_requests, progress, shards
 from pipelines.download.ledger import read_ledger
 from shared import contract, records
 from shared.manifest import read_manifest
@@ -325,6 +325,35 @@ def test_a_finished_build_of_other_options_is_refused(vggsound_build, capsys):
   assert build_vggsound.main(argv) == 2
   assert "--previous_build" in capsys.readouterr().err
   assert snapshot(vggsound_build.output_dir) == before
+
+
+@pytest.mark.parametrize("change, named", [
+    (["--clip_seconds=5"], r"\d+ clips with other spans \(e\.g\. yt_\w+: (\d)-1\d s there, \1-\d s now\)"),
+    ("relabel", r"\d+ clips with other labels \(e\.g\. yt_\w+: \['dog barking'\] there, \['dog growling'\] now\)"),
+])
+def test_a_finished_build_of_other_requests_is_refused_naming_the_difference(vggsound_build, tmp_path, capsys,
+                                                                             change, named):
+  before = snapshot(vggsound_build.output_dir)
+  argv = list(vggsound_build.argv)
+  if change == "relabel":
+    relabelled = tmp_path / "relabelled.csv"
+    relabelled.write_text(open(vggsound_build.file_list).read().replace("dog barking", "dog growling"))
+    argv[argv.index("--file_list") + 1] = str(relabelled)
+  else:
+    argv += change
+  assert build_vggsound.main(argv) == 2
+  error = capsys.readouterr().err
+  assert re.search(named, error) and "--previous_build" in error
+  assert snapshot(vggsound_build.output_dir) == before
+
+
+def test_the_requests_file_says_what_was_asked(vggsound_build):
+  asked = clip_requests.read_requests(os.path.join(vggsound_build.output_dir, "requests.jsonl.gz"))
+  assert [r.clip_id for r in asked.clips] == sorted(vggsound_build.clip_ids.values())
+  assert [b.clip_id for b in asked.bad_rows] == [vggsound_build.bad_row_clip_id]
+  mp4 = next(r for r in asked.clips if r.clip_id == vggsound_build.clip_ids["mp4"])
+  assert (mp4.start_s, mp4.end_s, mp4.label_names) == (1.0, 11.0, ("dog barking",))
+  assert vggsound_build.manifest["request_fingerprint"] == asked.fingerprint()
 
 
 def test_a_malformed_row_stops_the_build_without_skip_bad_rows(vggsound_build, tmp_path, capsys):

@@ -198,6 +198,17 @@ def test_nothing_is_carried_over_when_frame_options_change(refreshed):
   assert {r.frame_height for r in read_build(refreshed.dirs["D"]).values()} == {48}
 
 
+def test_clips_whose_span_changed_are_fetched_again_not_carried_over(refreshed, media_server, tmp_path):
+  before = requests_for(media_server, [refreshed.ytids["keep"]])
+  argv = list(refreshed.argv["A"])
+  argv[argv.index("--output_dir") + 1] = str(tmp_path / "shorter")
+  manifest = build_vggsound.run([*argv, "--previous_build", refreshed.dirs["A"], "--clip_seconds=5"])
+  assert requests_for(media_server, [refreshed.ytids["keep"]])[refreshed.ytids["keep"]] > before[refreshed.ytids["keep"]]
+  record = read_build(tmp_path / "shorter")[_clip_id(refreshed.ytids["keep"])]
+  assert (record.start_s, record.end_s, len(record.jpeg_frames)) == (1.0, 6.0, 125)
+  assert manifest.counts.requested == 7
+
+
 def test_rerunning_a_finished_refresh_changes_nothing(refreshed, media_server):
   before = snapshot(refreshed.dirs["B"])
   requests_before = media_server.request_count()

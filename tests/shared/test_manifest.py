@@ -25,7 +25,7 @@ def _manifest(**changes) -> Manifest:
       shard_clip_ids={"train-00000-of-00002": ("a", "b"), "train-00001-of-00002": ("c",)},
       failed_clips=(FailedClip("d", "permanent/http_404"),), label_map=LABELS, melspec_mean=-3.5, melspec_std=2.0,
       clips_without_audio=("c",),
-      build_options={"clips_per_shard": 2}, extra_label_maps={"toy_verb": EXTRA}, previous_build="/old",
+      build_options={"clips_per_shard": 2}, request_fingerprint="ab" * 32, extra_label_maps={"toy_verb": EXTRA}, previous_build="/old",
       versions={"python": "3.11"}, created="2026-12-01T00:00:00+00:00")
   fields.update(changes)
   return Manifest(**fields)
@@ -35,7 +35,7 @@ def test_json_round_trip_in_the_documented_order():
   manifest = _manifest()
   document = manifest.to_json_dict()
   assert list(document) == ["manifest_version", "dataset", "split", "schema_version", "contract", "build_options",
-                            "counts", "melspec_mean", "melspec_std", "clips_without_audio", "shards",
+                            "request_fingerprint", "counts", "melspec_mean", "melspec_std", "clips_without_audio", "shards",
                             "shard_clip_ids", "failed_clips",
                             "label_map", "versions", "created", "previous_build", "label_maps"]
   assert document["counts"] == {"requested": 4, "written": 3, "failed": 1,
