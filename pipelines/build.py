@@ -352,7 +352,22 @@ def run_plan(plan: BuildPlan, fetch_step: beam.PTransform, options: PipelineOpti
   interval = plan.options.progress_interval if (progress and is_local(options)) else 0
   with ProgressMonitor(plan.layout.ledger_dir, len(plan.to_fetch), interval):
     pipeline.run().wait_until_finish()
+  remove_leftovers(plan, fetch_step)
   return read_manifest(plan.options.output_dir)
+
+
+def remove_leftovers(plan: BuildPlan, fetch_step: beam.PTransform) -> None:
+  """What killed earlier runs left in a build that is now finished: temporaries, staged records, partial downloads."""
+  build = plan.layout
+  leftovers = files.match(files.join(build.root, "*" + files.INCOMPLETE_MARKER + "*"))
+  leftovers += files.match(files.join(build.staging_dir, "*"))  # every record staged now is in a shard
+  for path in leftovers:
+    files.delete(path)
+  if leftovers:
+    logging.info("removed %d files left by an earlier run", len(leftovers))
+  remove_partial_downloads = getattr(fetch_step, "remove_partial_downloads", None)
+  if remove_partial_downloads is not None:
+    remove_partial_downloads([r.clip_id for r in plan.to_fetch])
 
 
 def report(plan: BuildPlan, manifest: Manifest) -> None:

@@ -23,7 +23,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.download import verify
-from pipelines.download.downloader import ClipDownloader, DownloadConfig
+from pipelines.download.downloader import ClipDownloader, DownloadConfig, remove_partial_downloads
 from pipelines.features import FAILED, FetchedClip, failure_record
 from pipelines.ledger_sink import BundleLedger
 from pipelines.sources import epic_kitchens
@@ -91,6 +91,12 @@ class FetchFromYouTube(beam.PTransform):
     self._config = config
     self._ledger_dir = ledger_dir
     self._verify_by_decoding = verify_by_decoding
+
+  def remove_partial_downloads(self, clip_ids) -> None:
+    """After the build: what killed earlier runs left half-downloaded for these clips."""
+    removed = remove_partial_downloads(self._config.output_dir, clip_ids)
+    if removed:
+      logging.info("removed %d partial downloads left by an earlier run", removed)
 
   def expand(self, requests):
     outputs = (requests

@@ -466,6 +466,29 @@ class ClipDownloader:
                            media=media)
 
 
+def remove_partial_downloads(media_dir: str, clip_ids: Iterable[str]) -> int:
+  """Removes what killed attempts at these clips left in `media_dir`'s partial directory; returns how many.
+
+  Only these clips' attempts: another build may be downloading other clips into the same directory.
+  """
+  partial_dir = os.path.join(media_dir, PARTIAL_DIR_NAME)
+  try:
+    entries = os.listdir(partial_dir)
+  except FileNotFoundError:
+    return 0
+  wanted = set(clip_ids)
+  removed = 0
+  for name in entries:
+    if name.split(".", 1)[0] in wanted:  # attempts are made in "{clip_id}.{attempt}.XXXX"
+      shutil.rmtree(os.path.join(partial_dir, name), ignore_errors=True)
+      removed += 1
+  try:
+    os.rmdir(partial_dir)  # only if nothing else is left
+  except OSError:
+    pass
+  return removed
+
+
 def _sha256_of(path: str) -> tuple[str, int]:
   digest = hashlib.sha256()
   size = 0

@@ -56,6 +56,15 @@ def test_killed_build_leaves_no_finished_looking_files_and_resumes_without_downl
   fetched_before = {clip_id for clip_id, record in ledger.records.items() if record.status == "ok"}
   assert 3 <= len(fetched_before) < NUM_CLIPS, "the kill did not land mid-way"
 
+  # What a kill can leave besides: a shard being written, a record staged for a clip no longer asked for,
+  # a half-done download attempt (names as the build and the downloader make them).
+  (output_dir / "test-00000-of-00001.incomplete-0123456789abcdef").write_bytes(b"half a shard")
+  (output_dir / "staging").mkdir(exist_ok=True)
+  (output_dir / "staging" / "yt_gone_000001000.record").write_bytes(b"a record")
+  attempt = output_dir / "media" / ".partial" / f"yt_{ytids[-1]}_000001000.1.abcd1234"
+  attempt.mkdir(parents=True, exist_ok=True)
+  (attempt / "media.mp4.part").write_bytes(b"half a download")
+
   before = requests_for(media_server, ytids)
   with pipeline_results() as results:
     manifest = build_vggsound.run(argv).to_json_dict()
@@ -73,6 +82,11 @@ def test_killed_build_leaves_no_finished_looking_files_and_resumes_without_downl
   assert found["fetch/reused_from_media_dir"] + found["fetch/downloaded"] == NUM_CLIPS
   reran = read_ledger(str(output_dir / "ledger"))
   assert all(reran.records[clip_id].attempts == 0 for clip_id in fetched_before)
+  # Nothing temporary or partial is left in the finished build.
+  left = [os.path.relpath(os.path.join(root, name), output_dir) for root, dirs, names in os.walk(output_dir)
+          for name in dirs + names if "incomplete" in name or ".partial" in root or name == ".partial"]
+  assert not left, left
+  assert os.listdir(output_dir / "staging") == []
   # The reused downloads hold the right media.
   stored = read_build(output_dir)
   for clip_id in sorted(fetched_before)[:2]:
