@@ -23,7 +23,7 @@ from pipelines.sources.rows import ClipRequest, EpicAnnotation
 from shared import files
 
 _REQUEST = "request"
-_BAD_ROW = "bad_row"
+_BAD_ROW = "unreadable_row"
 
 
 @dataclasses.dataclass(frozen=True)

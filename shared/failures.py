@@ -92,7 +92,7 @@ class Reason(str, enum.Enum):
   TIMEOUT = ("timeout", FailureClass.TRANSIENT, "no answer within the socket timeout, or HTTP 408/425")
   CONNECTION = ("connection", FailureClass.TRANSIENT, "the connection was refused, reset or closed")
   TRUNCATED = ("truncated", FailureClass.TRANSIENT, "the transfer ended before the file did")
-  PROXY = ("proxy", FailureClass.TRANSIENT, "the proxy failed")
+  PROXY = ("proxy", FailureClass.TRANSIENT, "the proxy failed: unreachable, or it refused us (HTTP 407)")
   UNKNOWN = ("unknown", FailureClass.TRANSIENT, "a failure nothing recognised: worth one more try")
   # Needs cookies: YouTube suspects a bot.
   BOT_CHECK = ("bot_check", FailureClass.NEEDS_COOKIES, "\"Sign in to confirm you're not a bot\"")
@@ -103,6 +103,9 @@ class Reason(str, enum.Enum):
   MISSING_STREAM = ("missing_stream", FailureClass.INVALID_MEDIA,
                     "the media has no video stream (or, with --require_audio, no audio stream)")
   DECODE_TIMEOUT = ("decode_timeout", FailureClass.INVALID_MEDIA, "decoding took longer than --decode_deadline")
+  EMPTY = ("empty", FailureClass.INVALID_MEDIA, "the media URL serves an empty file (HTTP 416 to its first range)")
+  TRUNCATED_MEDIA = ("truncated_media", FailureClass.INVALID_MEDIA,
+                     "the file ended early on every attempt: it is cut short where it is served")
   # Bad row: the annotation itself.
   MALFORMED = ("malformed", FailureClass.BAD_ROW, "the row does not parse; the ledger names its file and line")
 

@@ -151,6 +151,10 @@ def reason_for_http_status(status: int) -> Reason:
     return Reason.HTTP_GONE
   if status == 403:
     return Reason.HTTP_FORBIDDEN
+  if status == 407:
+    return Reason.PROXY
+  if status == 416:  # nothing at the first byte: an empty file (our requests start at byte 0)
+    return Reason.EMPTY
   if status in (408, 425, 429):
     return Reason.RATE_LIMITED if status == 429 else Reason.TIMEOUT
   if status >= 500:

@@ -61,7 +61,8 @@ from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
 from pipelines.download import ffmpeg_log
 from pipelines.download.backoff import RetryPolicy, retry_delay
-from pipelines.download.classify import Classification, classify_exception, classify_ffmpeg_log
+from pipelines.download.classify import (Classification, classify_exception, classify_ffmpeg_log, parse_retry_after,
+                                         reason_for_http_status)
 from pipelines.download.identifiers import DEFAULT_URL_TEMPLATE, InvalidYoutubeIdError, UrlTemplate, validate_youtube_id
 from pipelines.download.output_paths import UnsafePathError, check_clip_id, clip_file_name, confined_path
 from pipelines.download.results import ClipSpan, DownloadFailure, DownloadResult, DownloadSuccess
@@ -77,6 +78,8 @@ MEDIA_EXTENSIONS = ("mp4", "webm", "mkv", "m4a", "mov", "mpg", "ts", "flv", "3gp
 PARTIAL_DIR_NAME = ".partial"
 _MAX_MESSAGE_CHARS = 1000
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+# ffmpeg's last words on an input it could not open: "Error opening input file URL."
+_FFMPEG_INPUT_URL = re.compile(r"Error opening input file (\S+?)\.?$", re.MULTILINE)
 
 
 def format_selector(max_height: int) -> str:
@@ -229,6 +232,7 @@ class ClipDownloader:
 
     attempts = 0
     invalid_media_attempts = 0
+    reasons = []
     while True:
       attempts += 1
       with self._slots:
@@ -238,6 +242,7 @@ class ClipDownloader:
         except _AttemptFailed as failure:
           verdict, message = failure.classification, failure.message
       logger.debug("clip %s attempt %d failed: %s (%s)", clip.clip_id, attempts, verdict.reason.value, message)
+      reasons.append(verdict.reason)
 
       if verdict.failure_class is FailureClass.INVALID_MEDIA:
         invalid_media_attempts += 1
@@ -253,7 +258,12 @@ class ClipDownloader:
             and attempts < self.config.retry.max_attempts):
           cap = self.config.retry.max_retry_after_s
           message += f" (Retry-After {verdict.retry_after_s:.0f} s exceeds the {cap:.0f} s cap)"
-        return self._failure(clip, verdict.reason, message, attempts, verdict.retry_after_s)
+        reason = verdict.reason
+        if attempts > 1 and all(r is Reason.TRUNCATED for r in reasons):
+          # Cut short every time: the file is, not the transfer.
+          reason = Reason.TRUNCATED_MEDIA
+          message += f" (on all {attempts} attempts)"
+        return self._failure(clip, reason, message, attempts, verdict.retry_after_s)
       logger.debug("clip %s: retrying in %.2f s", clip.clip_id, delay)
       self._sleep(delay)  # outside the slot: other clips proceed meanwhile
 
@@ -342,6 +352,7 @@ class ClipDownloader:
         if verdict.reason is Reason.CONNECTION and time.monotonic() - started >= self.config.socket_timeout_s:
           # ffmpeg's -rw_timeout surfaces as a bare I/O error; the clock tells it was a stall.
           verdict = Classification(Reason.TIMEOUT, verdict.retry_after_s)
+        verdict = self._asked_again(verdict, log_text, work_dir)
         raise _AttemptFailed(verdict, self._message(error, log_text)) from None
 
       log_text = ffmpeg_log.read_log_tail(log_path)
@@ -368,6 +379,35 @@ class ClipDownloader:
       return self._success(clip, final_path, media, section_start, section_end, attempts=attempt)
     finally:
       shutil.rmtree(work_dir, ignore_errors=True)
+
+  def _asked_again(self, verdict: Classification, ffmpeg_text: str, work_dir: str) -> Classification:
+    """The verdict, made exact by asking the media URL again where ffmpeg's words leave it open.
+
+    ffmpeg names only some statuses (400, 401, 403, 404, 429, 5xx) and never
+    passes on headers: a 407 from a proxy, a 416 for an empty file and every
+    other 4xx read "4XX Client Error", and a 429 comes without its
+    Retry-After. One request like ffmpeg's first (through the same proxy)
+    tells the status and the Retry-After.
+    """
+    unclear = verdict.reason is Reason.HTTP_CLIENT_ERROR or (
+        verdict.reason is Reason.RATE_LIMITED and verdict.retry_after_s is None)
+    found = _FFMPEG_INPUT_URL.search(ffmpeg_text) if unclear else None
+    if found is None:
+      return verdict
+    params = {"logger": self._ytdlp_log, "socket_timeout": self.config.socket_timeout_s, "retries": 0}
+    if self.config.proxy:
+      params["proxy"] = self.config.proxy
+    if self.config.cookies_file:
+      params["cookiefile"] = shutil.copyfile(self.config.cookies_file, os.path.join(work_dir, "probe-cookies.txt"))
+    try:
+      with yt_dlp.YoutubeDL(params) as ydl:
+        ydl.urlopen(yt_dlp.networking.Request(found.group(1), headers={"Range": "bytes=0-"})).close()
+    except yt_dlp.networking.exceptions.HTTPError as error:
+      retry_after = parse_retry_after(error.response.headers.get("Retry-After"))
+      return Classification(reason_for_http_status(error.status), retry_after_s=retry_after)
+    except Exception as error:  # noqa: BLE001 (the probe only refines; the first verdict stands)
+      logger.debug("asking %s again failed: %s", self._scrub(found.group(1)), self._scrub(str(error)))
+    return verdict
 
   def _run_ytdlp(self, url: str, params: dict) -> dict:
     FFmpegPostProcessor._ffmpeg_location.set(self._ffmpeg.path)

@@ -57,7 +57,7 @@ ROWS = (
     Row("e403", "av.mp4", 1, "cat meowing", Fault.http_status(403), "permanent/http_403"),
     Row("e500", "av.mp4", 1, "cat meowing", Fault.http_status(500), "transient/server_error", attempts=2),
     Row("stall", "av.mp4", 1, "cat meowing", Fault.stall(30), "transient/timeout", attempts=2),
-    Row("trunc", "av.mp4", 1, "dog barking", Fault.truncate(0.5), "transient/truncated", attempts=2),
+    Row("trunc", "av.mp4", 1, "dog barking", Fault.truncate(0.5), "invalid_media/truncated_media", attempts=2),
     Row("html", "av.mp4", 1, "dog barking", Fault.not_media(), "invalid_media/not_media", attempts=2),
     Row("gone", None, 1, "dog barking", None, "permanent/http_404"),
 )
@@ -122,7 +122,8 @@ def test_every_requested_clip_is_written_or_failed_with_its_reason(vggsound_buil
   assert {entry["clip_id"]: entry["reason"] for entry in manifest["failed_clips"]} == expected_reasons
   assert counts["failed_by_reason"] == {
       "bad_row/malformed": 1, "invalid_media/not_media": 1, "permanent/http_403": 1, "permanent/http_404": 2,
-      "permanent/http_410": 1, "transient/server_error": 1, "transient/timeout": 1, "transient/truncated": 1}
+      "invalid_media/truncated_media": 1, "permanent/http_410": 1, "transient/server_error": 1,
+      "transient/timeout": 1}
   written = {clip_id for ids in manifest["shard_clip_ids"].values() for clip_id in ids}
   assert written == {vggsound_build.clip_ids[tag] for tag in WRITTEN}
   assert read_manifest(vggsound_build.output_dir).to_json_dict() == manifest
@@ -164,7 +165,7 @@ def test_beam_counters_tell_the_same_story(vggsound_build):
   assert "fetch/reused_from_media_dir" not in found
   assert found["fetch/failed_permanent_http_404"] == 2
   for name in ("permanent_http_410", "permanent_http_403", "transient_server_error", "transient_timeout",
-               "transient_truncated", "invalid_media_not_media"):
+               "invalid_media_truncated_media", "invalid_media_not_media"):
     assert found[f"fetch/failed_{name}"] == 1, name
   assert found["features/clips_encoded"] == len(WRITTEN)
   assert found["features/clips_without_audio"] == 1

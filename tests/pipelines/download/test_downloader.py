@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import logging
 import os
 import socket
+import threading
 
 import av
 import pytest
 
 from pipelines.download.backoff import RetryPolicy
-from shared.failures import FailureClass, Reason
 from pipelines.download.ledger import LedgerWriter, read_ledger
 from pipelines.download.results import DownloadRequest
+from shared.failures import FailureClass, Reason
 from shared.media.generator import read_frame_code
 from testsupport.media_server import Fault, FaultKind
 
@@ -164,8 +166,7 @@ def test_permanent_failures_are_never_retried(make_downloader, serve_as, server,
 @pytest.mark.parametrize("fault, reason", [
     (Fault.http_status(500), Reason.SERVER_ERROR),
     (Fault.http_status(503), Reason.SERVER_ERROR),
-    (Fault.truncate(0.5), Reason.TRUNCATED),
-], ids=["500", "503", "truncated"])
+], ids=["500", "503"])
 def test_transient_failures_are_retried_then_recorded(make_downloader, serve_as, server, fault, reason):
   ytid = serve_as("long.mp4")
   server.inject(f"{ytid}.mp4", fault)
@@ -178,6 +179,41 @@ def test_transient_failures_are_retried_then_recorded(make_downloader, serve_as,
   # Every attempt reached the server: the retries were real.
   attempts_seen = [r for r in server.requests(f"{ytid}.mp4") if r.range_header is None]
   assert len(attempts_seen) == 3
+
+
+def test_a_file_cut_short_on_every_attempt_is_invalid_media(make_downloader, serve_as, server):
+  ytid = serve_as("long.mp4")
+  server.inject(f"{ytid}.mp4", Fault.truncate(0.5))
+  result = make_downloader().download(request(ytid, 12.0, 14.0))
+
+  assert (result.failure_class, result.reason, result.attempts) == (FailureClass.INVALID_MEDIA,
+                                                                    Reason.TRUNCATED_MEDIA, 3)
+  assert "on all 3 attempts" in result.message
+
+
+def test_an_empty_file_is_invalid_media(make_downloader, serve_as, server, tmp_path):
+  ytid = serve_as("long.mp4")
+  empty = os.path.join(server.root, f"empty_{ytid}.mp4")
+  open(empty, "wb").close()
+  server.alias(f"{ytid}.mp4", os.path.basename(empty))  # ffmpeg's first range gets 416
+  result = make_downloader().download(request(ytid, 2.0, 4.0))
+
+  assert (result.failure_class, result.reason) == (FailureClass.INVALID_MEDIA, Reason.EMPTY)
+  assert 416 in [r.status for r in server.requests(f"{ytid}.mp4")]
+
+
+def test_429_on_the_media_request_honours_retry_after(make_downloader, serve_as, server):
+  # yt-dlp's request passes; ffmpeg's gets 429, which ffmpeg reports without the header: asking again tells it.
+  ytid = serve_as("long.mp4")
+  server.inject(f"{ytid}.mp4", Fault.http_status(429, retry_after_s=2, skip=1, times=2))
+  result = make_downloader().download(request(ytid, 2.0, 4.0))
+
+  assert result.ok and result.attempts == 2, result
+  seen = server.requests(f"{ytid}.mp4")
+  limited = [r for r in seen if r.status == 429]
+  assert len(limited) == 2
+  retried = [r for r in seen if r.time > limited[-1].time]
+  assert retried and retried[0].time - limited[0].time >= 2.0  # base backoff here is 0.05 s
 
 
 def test_429_with_retry_after_waits_then_succeeds(make_downloader, serve_as, server):
@@ -335,6 +371,30 @@ def test_proxy_credentials_never_reach_logs_errors_or_ledger(make_downloader, se
   with open(ledger.path) as written:
     assert PROXY_PASSWORD not in written.read()
   assert read_ledger(str(tmp_path / "ledger"))[result.clip_id].reason == "proxy"
+
+
+class _ProxyDemandingCredentials(http.server.BaseHTTPRequestHandler):
+  def do_GET(self):
+    self.send_response(407)
+    self.send_header("Proxy-Authenticate", 'Basic realm="proxy"')
+    self.send_header("Content-Length", "0")
+    self.end_headers()
+
+  do_HEAD = do_GET
+
+  def log_message(self, *args):
+    pass
+
+
+def test_a_proxy_answering_407_is_a_transient_proxy_failure(make_downloader, serve_as):
+  proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ProxyDemandingCredentials)
+  threading.Thread(target=proxy.serve_forever, daemon=True).start()
+  try:
+    ytid = serve_as("long.mp4")
+    result = make_downloader(proxy=f"http://127.0.0.1:{proxy.server_port}").download(request(ytid, 2.0, 3.0))
+  finally:
+    proxy.shutdown()
+  assert (result.failure_class, result.reason, result.attempts) == (FailureClass.TRANSIENT, Reason.PROXY, 3)
 
 
 def test_ytdlp_and_ffmpeg_are_quiet_by_default(make_downloader, serve_as, server, caplog, capfd):
