@@ -75,7 +75,10 @@ def download_config(args: argparse.Namespace) -> DownloadConfig:
   if media_dir is None:
     media_dir = (tempfile.mkdtemp(prefix="mbt-media-") if files.is_remote(args.output_dir)
                  else layout.BuildLayout(args.output_dir).media_dir)
-  return download_options.download_config(args, media_dir, require_audio=args.require_audio)
+  try:
+    return download_options.download_config(args, media_dir, require_audio=args.require_audio)
+  except (ValueError, FileNotFoundError) as error:  # a bad option value: a user error, no traceback
+    raise BuildError(str(error)) from error
 
 
 def youtube_fetch(args: argparse.Namespace) -> beam.PTransform:

@@ -59,7 +59,7 @@ import yt_dlp
 import yt_dlp.utils
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
-from pipelines.download import ffmpeg_log
+from pipelines.download import ffmpeg_log, youtube
 from pipelines.download.backoff import RetryPolicy, retry_delay
 from pipelines.download.classify import (Classification, classify_exception, classify_ffmpeg_log, parse_retry_after,
                                          reason_for_http_status)
@@ -122,6 +122,10 @@ class DownloadConfig:
       returned without downloading (Beam retries bundles; reruns resume).
     ffmpeg_path: the ffmpeg binary; default imageio-ffmpeg's bundled one.
     ytdlp_verbose: yt-dlp's verbose mode (debug lines, scrubbed, at DEBUG).
+    extractor_args: yt-dlp ``--extractor-args`` values, e.g.
+      "youtube:player_client=default,mweb" (see pipelines.download.youtube).
+    js_runtimes: yt-dlp ``--js-runtimes`` values enabled besides deno, e.g. "node".
+    plugin_dirs: directories yt-dlp loads plugins from (PO-token providers).
   """
 
   output_dir: str
@@ -142,9 +146,16 @@ class DownloadConfig:
   reuse_existing: bool = True
   ffmpeg_path: Optional[str] = None
   ytdlp_verbose: bool = False
+  extractor_args: tuple[str, ...] = ()
+  js_runtimes: tuple[str, ...] = ()
+  plugin_dirs: tuple[str, ...] = ()
 
   def __post_init__(self):
     UrlTemplate(self.url_template)  # raises InvalidUrlTemplateError early
+    youtube.ytdlp_youtube_params(self.extractor_args, self.js_runtimes)  # raises YoutubeOptionError early
+    missing = [d for d in self.plugin_dirs if not os.path.isdir(d)]
+    if missing:
+      raise FileNotFoundError(f"plugin directories not found: {', '.join(missing)}")
     if self.max_height <= 0:
       raise ValueError(f"max_height must be positive, got {self.max_height}")
     if self.margin_s < 0 or not math.isfinite(self.margin_s):
@@ -209,6 +220,8 @@ class ClipDownloader:
     self._scrub = Scrubber.for_credentials(proxy=config.proxy, cookies_file=config.cookies_file)
     self._ytdlp_log = ScrubbingLogger(ytdlp_logger, self._scrub)
     self._ffmpeg = ffmpeg_log.logging_ffmpeg(config.ffmpeg_path or ffmpeg_log.bundled_ffmpeg())
+    youtube.load_plugins(config.plugin_dirs)
+    self._youtube_params = youtube.ytdlp_youtube_params(config.extractor_args, config.js_runtimes)
     self._slots = threading.BoundedSemaphore(config.concurrency)
     self._rng = rng or random.Random()
     self._rng_lock = threading.Lock()
@@ -452,6 +465,7 @@ class ClipDownloader:
         "writethumbnail": False,
         "writesubtitles": False,
     }
+    params.update(self._youtube_params)
     if config.rate_limit_bytes_per_s:
       params["ratelimit"] = config.rate_limit_bytes_per_s
     if config.proxy:

@@ -47,6 +47,15 @@ def add_download_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
                      help="longest Retry-After honoured; a longer one ends the clip's retries (default %(default)s)")
   group.add_argument("--socket_timeout", type=float, default=_DEFAULT_CONFIG.socket_timeout_s,
                      help="seconds before a silent server fails (default %(default)s)")
+  youtube_group = parser.add_argument_group("YouTube (yt-dlp's own syntax; see WORKSPACE.md, \"Real YouTube\")")
+  youtube_group.add_argument("--extractor_args", action="append", default=[], metavar="IE_KEY:ARGS",
+                             help="yt-dlp --extractor-args, e.g. 'youtube:player_client=default,mweb;"
+                             "po_token=mweb.gvs+TOKEN' (repeatable)")
+  youtube_group.add_argument("--js_runtimes", action="append", default=[], metavar="RUNTIME[:PATH]",
+                             help="yt-dlp --js-runtimes: a JavaScript runtime to enable besides deno, e.g. node "
+                             "(repeatable)")
+  youtube_group.add_argument("--plugin_dirs", action="append", default=[], metavar="DIR",
+                             help="a directory yt-dlp loads plugins from, e.g. a PO-token provider (repeatable)")
   return group
 
 
@@ -63,6 +72,7 @@ def download_config(args: argparse.Namespace, output_dir: str, *, reuse_existing
       exact_cuts=args.exact_cuts, cookies_file=args.cookies, proxy=args.proxy, socket_timeout_s=args.socket_timeout,
       concurrency=args.concurrency, sleep_between_clips_s=args.sleep_interval,
       sleep_between_requests_s=args.sleep_requests, rate_limit_bytes_per_s=args.rate_limit,
-      require_audio=require_audio, reuse_existing=reuse_existing,
+      require_audio=require_audio, reuse_existing=reuse_existing, extractor_args=tuple(args.extractor_args),
+      js_runtimes=tuple(args.js_runtimes), plugin_dirs=tuple(args.plugin_dirs),
       retry=RetryPolicy(max_attempts=args.max_attempts, base_delay_s=args.retry_base_delay,
                         max_delay_s=args.retry_max_delay, max_retry_after_s=args.max_retry_after))
