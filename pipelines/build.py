@@ -32,7 +32,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines import clip_requests, features, manifest as manifest_lib, refresh as refresh_lib, shards
-from pipelines.download import ledger as ledger_lib
+from pipelines.download import breaker, ledger as ledger_lib
 from pipelines.ledger_sink import WriteToLedger
 from pipelines.progress import ProgressMonitor
 from pipelines.sources.rows import ClipRequest, ParseResult, RejectedRow
@@ -389,6 +389,11 @@ def run_build(split: SplitToBuild, fetch_step: beam.PTransform, args: argparse.N
   A finished build of the same clips and options in OUTPUT_DIR is left as it
   is (re-running changes nothing); an unfinished one is completed, reusing
   every download already made.
+
+  Raises:
+    BuildError: the build cannot start, or its downloads stopped after runs of
+      failures pointing at this machine (its manifest is written: every clip
+      is accounted for, none of those as gone).
   """
   options = pipeline_options(beam_args)
   # The launcher reads and writes the build's files with the pipeline's own options (credentials, project).
@@ -405,4 +410,18 @@ def run_build(split: SplitToBuild, fetch_step: beam.PTransform, args: argparse.N
                    len(refresh.carried_failures))
     manifest = run_plan(plan, fetch_step, options, progress=progress)
   report(plan, manifest)
+  stopped = stopped_downloads(plan, manifest)
+  if stopped:
+    raise BuildError(stopped)
   return manifest
+
+
+def stopped_downloads(plan: BuildPlan, manifest: Manifest) -> Optional[str]:
+  """The line to end with when workers stopped fetching (pipelines.download.breaker), else None."""
+  stopped = manifest.counts.failed_by_reason.get(Reason.SYSTEMIC.qualified, 0)
+  if not stopped:
+    return None
+  ledger = ledger_lib.read_ledger(plan.layout.ledger_dir, missing_ok=True)
+  triggers = [breaker.trigger_of(r.message) for r in ledger.records.values() if r.reason == Reason.SYSTEMIC.value]
+  return breaker.stop_line(triggers, stopped, f"refresh: the same command with --output_dir NEW --previous_build "
+                                              f"{plan.options.output_dir} fetches them")

@@ -23,7 +23,9 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.download import verify
+from pipelines.download import breaker
 from pipelines.download.downloader import ClipDownloader, DownloadConfig, remove_partial_downloads
+from pipelines.download.ledger import LedgerRecord
 from pipelines.features import FAILED, FetchedClip, failure_record
 from pipelines.ledger_sink import BundleLedger
 from pipelines.sources import epic_kitchens
@@ -105,7 +107,36 @@ class FetchFromYouTube(beam.PTransform):
                | "SpreadOverWorkers" >> beam.Reshuffle()
                | "DownloadSection" >> beam.ParDo(_DownloadFn(self._config, self._ledger_dir, self._verify_by_decoding)).with_outputs(
                    FAILED, main="fetched"))
-    return outputs.fetched, outputs[FAILED]
+    # Once any worker stopped, no suspect failure of this build is trusted as the clip's own.
+    stopped = (outputs[FAILED]
+               | "StoppedWorkersClips" >> beam.Filter(lambda r: r.reason == Reason.SYSTEMIC.value)
+               | "CountStopped" >> beam.combiners.Count.Globally())
+    failures = outputs[FAILED] | "DistrustSuspectFailures" >> beam.ParDo(
+        _DistrustSuspectFailuresFn(self._ledger_dir), beam.pvalue.AsSingleton(stopped))
+    return outputs.fetched, failures
+
+
+class _DistrustSuspectFailuresFn(_CountingDoFn):
+  """Re-records a suspect failure (pipelines.download.breaker) as transient/systemic when a worker stopped."""
+
+  def __init__(self, ledger_dir: str):
+    self._ledger_dir = ledger_dir
+    self._ledger: Optional[BundleLedger] = None
+
+  def setup(self):
+    self._ledger = BundleLedger(self._ledger_dir)
+
+  def finish_bundle(self):
+    self._ledger.close()
+
+  def process(self, record: LedgerRecord, stopped: int):
+    if not stopped or not breaker.is_suspect(record.reason):
+      yield record
+      return
+    self._count(f"distrusted_{record.reason_class}_{record.reason}")
+    record = breaker.distrusted(record, stopped)
+    self._ledger.writer.append(record)
+    yield record
 
 
 class _OpenLocalVideoFn(_CountingDoFn):

@@ -94,6 +94,12 @@ class Reason(str, enum.Enum):
   TRUNCATED = ("truncated", FailureClass.TRANSIENT, "the transfer ended before the file did")
   PROXY = ("proxy", FailureClass.TRANSIENT, "the proxy failed: unreachable, or it refused us (HTTP 407)")
   UNKNOWN = ("unknown", FailureClass.TRANSIENT, "a failure nothing recognised: worth one more try")
+  CHALLENGE_UNSOLVED = ("challenge_unsolved", FailureClass.TRANSIENT,
+                        "yt-dlp could not solve YouTube's JavaScript challenge (no runtime or solver scripts, or "
+                        "outdated ones), so formats were missing")
+  SYSTEMIC = ("systemic", FailureClass.TRANSIENT,
+              "not fetched, or its failure not trusted: a worker met a run of failures that point at itself (a "
+              "wall of 403s, bot checks, sign-in demands, a failing proxy or challenge solver), not at the clips")
   # Needs cookies: YouTube suspects a bot.
   BOT_CHECK = ("bot_check", FailureClass.NEEDS_COOKIES, "\"Sign in to confirm you're not a bot\"")
   # Invalid media: downloaded (or found), but not usable.

@@ -24,7 +24,7 @@ import http.client
 import re
 import socket
 import time
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import yt_dlp.networking.exceptions as ytdlp_net
 import yt_dlp.utils as ytdlp_utils
@@ -211,6 +211,17 @@ def classify_message(message: str) -> Optional[Reason]:
   if exit_code:
     return _FFMPEG_EXIT_REASONS.get(int(exit_code.group(1)) % 256, Reason.UNKNOWN)
   return None
+
+
+# yt-dlp's warnings when YouTube's JavaScript challenges went unsolved ("n challenge solving failed: Some
+# formats may be missing. Ensure you have a supported JavaScript runtime ...").
+_CHALLENGE_WORDS = ("challenge solving failed", "signature solving failed", "nsig extraction failed",
+                    "signature extraction failed")
+
+
+def challenge_unsolved(warnings: Iterable[str]) -> bool:
+  """Whether yt-dlp's warnings say it could not solve YouTube's JavaScript challenge."""
+  return any(word in normalize_message(w) for w in warnings for word in _CHALLENGE_WORDS)
 
 
 def classify_ffmpeg_log(log: str) -> Optional[Reason]:

@@ -23,10 +23,12 @@ import sys
 import time
 from typing import Iterator, Optional
 
+from pipelines.download import breaker
 from pipelines.download.downloader import ClipDownloader
-from pipelines.download.ledger import LedgerWriter
+from pipelines.download.ledger import LedgerRecord, LedgerWriter
 from pipelines.download.options import add_download_arguments, download_config
 from pipelines.download.results import DownloadRequest
+from shared.failures import Reason
 
 
 class ClipListError(ValueError):
@@ -97,9 +99,11 @@ def main(argv: Optional[list[str]] = None) -> int:
   started = time.monotonic()
   writer = LedgerWriter(args.ledger_dir) if args.ledger_dir else None
   try:
+    suspects = []
     for result in downloader.download_many(clips):
-      if writer is not None:
-        writer.append_result(result)
+      record = writer.append_result(result) if writer is not None else LedgerRecord.from_result(result)
+      if not result.ok and breaker.is_suspect(record.reason):
+        suspects.append(record)
       if result.ok:
         counts["ok"] += 1
         total_bytes += result.num_bytes
@@ -108,6 +112,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         counts[f"failed {result.failure_class.value}/{result.reason.value}"] += 1
         print(f"failed  {result.clip_id}  {result.failure_class.value}/{result.reason.value}: {result.message}",
               flush=True)
+    if downloader.breaker.open:  # none of these failures is the clip's own: a later run asks again
+      stopped = counts[f"failed {Reason.SYSTEMIC.qualified}"]
+      for record in suspects:
+        if writer is not None:
+          writer.append(breaker.distrusted(record, stopped))
+        counts[f"failed {record.reason_class}/{record.reason}"] -= 1
+        counts[f"failed {Reason.SYSTEMIC.qualified}"] += 1
   finally:
     if writer is not None:
       writer.close()
@@ -116,10 +127,15 @@ def main(argv: Optional[list[str]] = None) -> int:
   print(f"\n{done} clips in {elapsed:.1f} s: {counts['ok']} ok ({total_bytes / 1e6:.1f} MB), "
         f"{done - counts['ok']} failed")
   for key, count in sorted(counts.items()):
-    if key != "ok":
+    if key != "ok" and count:
       print(f"  {key}: {count}")
   if writer is not None:
     print(f"ledger: {writer.path}")
+  if downloader.breaker.open:
+    print("error: " + breaker.stop_line([downloader.breaker.trigger], counts[f"failed {Reason.SYSTEMIC.qualified}"],
+                                        "run the same command again: what is downloaded already is reused"),
+          file=sys.stderr)
+    return 2
   return 0
 
 

@@ -61,8 +61,9 @@ from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
 from pipelines.download import ffmpeg_log, youtube
 from pipelines.download.backoff import RetryPolicy, retry_delay
-from pipelines.download.classify import (Classification, classify_exception, classify_ffmpeg_log, parse_retry_after,
-                                         reason_for_http_status)
+from pipelines.download.breaker import SystemicFailureBreaker, systemic_message
+from pipelines.download.classify import (Classification, challenge_unsolved, classify_exception, classify_ffmpeg_log,
+                                         parse_retry_after, reason_for_http_status)
 from pipelines.download.identifiers import DEFAULT_URL_TEMPLATE, InvalidYoutubeIdError, UrlTemplate, validate_youtube_id
 from pipelines.download.output_paths import UnsafePathError, check_clip_id, clip_file_name, confined_path
 from pipelines.download.results import ClipSpan, DownloadFailure, DownloadResult, DownloadSuccess
@@ -126,6 +127,8 @@ class DownloadConfig:
       "youtube:player_client=default,mweb" (see pipelines.download.youtube).
     js_runtimes: yt-dlp ``--js-runtimes`` values enabled besides deno, e.g. "node".
     plugin_dirs: directories yt-dlp loads plugins from (PO-token providers).
+    breaker_threshold: failures in a row that point at this machine rather than
+      the clips (pipelines.download.breaker) after which it stops fetching; 0: never.
   """
 
   output_dir: str
@@ -149,6 +152,7 @@ class DownloadConfig:
   extractor_args: tuple[str, ...] = ()
   js_runtimes: tuple[str, ...] = ()
   plugin_dirs: tuple[str, ...] = ()
+  breaker_threshold: int = 10
 
   def __post_init__(self):
     UrlTemplate(self.url_template)  # raises InvalidUrlTemplateError early
@@ -166,6 +170,8 @@ class DownloadConfig:
       raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
     if self.sleep_between_clips_s < 0 or self.sleep_between_requests_s < 0:
       raise ValueError("sleeps must not be negative")
+    if self.breaker_threshold < 0:
+      raise ValueError(f"breaker_threshold must not be negative, got {self.breaker_threshold}")
     if self.max_missing_s < 0:
       raise ValueError(f"max_missing_s must not be negative, got {self.max_missing_s}")
     if self.cookies_file is not None and not os.path.isfile(self.cookies_file):
@@ -179,6 +185,27 @@ class _AttemptFailed(Exception):
     super().__init__(message)
     self.classification = classification
     self.message = message
+
+
+class _WarningRecorder:
+  """yt-dlp's logger for one attempt: forwards everything, keeps the warnings (they tell why formats are missing)."""
+
+  def __init__(self, logger: ScrubbingLogger):
+    self._logger = logger
+    self.warnings: list[str] = []
+
+  def debug(self, message: str) -> None:
+    self._logger.debug(message)
+
+  def info(self, message: str) -> None:
+    self._logger.info(message)
+
+  def warning(self, message: str, *args, **kwargs) -> None:
+    self.warnings.append(message)
+    self._logger.warning(message, *args, **kwargs)
+
+  def error(self, message: str, *args, **kwargs) -> None:
+    self._logger.error(message, *args, **kwargs)
 
 
 class _StartPacer:
@@ -222,6 +249,7 @@ class ClipDownloader:
     self._ffmpeg = ffmpeg_log.logging_ffmpeg(config.ffmpeg_path or ffmpeg_log.bundled_ffmpeg())
     youtube.load_plugins(config.plugin_dirs)
     self._youtube_params = youtube.ytdlp_youtube_params(config.extractor_args, config.js_runtimes)
+    self._breaker = SystemicFailureBreaker(config.breaker_threshold)
     self._slots = threading.BoundedSemaphore(config.concurrency)
     self._rng = rng or random.Random()
     self._rng_lock = threading.Lock()
@@ -233,6 +261,11 @@ class ClipDownloader:
     os.makedirs(self._partial_dir, exist_ok=True)
 
   # -- public -----------------------------------------------------------------
+  @property
+  def breaker(self) -> SystemicFailureBreaker:
+    """Whether this downloader stopped after a run of failures pointing at itself (pipelines.download.breaker)."""
+    return self._breaker
+
   def download(self, clip: ClipSpan) -> DownloadResult:
     """Fetches one clip's section and verifies it; never raises for a clip's own failure."""
     refused = self._refuse_malformed(clip)
@@ -242,7 +275,15 @@ class ClipDownloader:
       reused = self._reuse_existing(clip)
       if reused is not None:
         return reused
+    if self._breaker.open:
+      return self._failure(clip, Reason.SYSTEMIC, systemic_message(
+          self._breaker.trigger, f"not fetched: {self._breaker.describe()}"), attempts=0)
+    result = self._fetch(clip)
+    self._breaker.record(result.ok, None if result.ok else result.reason)
+    return result
 
+  def _fetch(self, clip: ClipSpan) -> DownloadResult:
+    """The attempts at one clip, retried as the RetryPolicy says."""
     attempts = 0
     invalid_media_attempts = 0
     reasons = []
@@ -353,6 +394,7 @@ class ClipDownloader:
     try:
       log_path = os.path.join(work_dir, "ffmpeg.log")
       params = self._ytdlp_params(work_dir, log_path, section_start, section_end)
+      ytdlp_said = params["logger"] = _WarningRecorder(self._ytdlp_log)
       url = self._urls.url_for(clip.source_id)
       started = time.monotonic()
       try:
@@ -366,6 +408,8 @@ class ClipDownloader:
           # ffmpeg's -rw_timeout surfaces as a bare I/O error; the clock tells it was a stall.
           verdict = Classification(Reason.TIMEOUT, verdict.retry_after_s)
         verdict = self._asked_again(verdict, log_text, work_dir)
+        if verdict.reason is Reason.NO_SUITABLE_FORMAT and challenge_unsolved(ytdlp_said.warnings):
+          verdict = Classification(Reason.CHALLENGE_UNSOLVED)  # the formats are hidden, not missing
         raise _AttemptFailed(verdict, self._message(error, log_text)) from None
 
       log_text = ffmpeg_log.read_log_tail(log_path)

@@ -47,6 +47,10 @@ def add_download_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
                      help="longest Retry-After honoured; a longer one ends the clip's retries (default %(default)s)")
   group.add_argument("--socket_timeout", type=float, default=_DEFAULT_CONFIG.socket_timeout_s,
                      help="seconds before a silent server fails (default %(default)s)")
+  group.add_argument("--breaker_threshold", type=int, default=_DEFAULT_CONFIG.breaker_threshold,
+                     help="failures in a row that point at this machine, not the clips (403s on media, bot checks, "
+                     "sign-in, proxy, JS challenge) after which a worker stops fetching and the build ends with "
+                     "what to fix; such failures are never recorded as permanent (default %(default)s, 0: never)")
   youtube_group = parser.add_argument_group("YouTube (yt-dlp's own syntax; see WORKSPACE.md, \"Real YouTube\")")
   youtube_group.add_argument("--extractor_args", action="append", default=[], metavar="IE_KEY:ARGS",
                              help="yt-dlp --extractor-args, e.g. 'youtube:player_client=default,mweb;"
@@ -74,5 +78,6 @@ def download_config(args: argparse.Namespace, output_dir: str, *, reuse_existing
       sleep_between_requests_s=args.sleep_requests, rate_limit_bytes_per_s=args.rate_limit,
       require_audio=require_audio, reuse_existing=reuse_existing, extractor_args=tuple(args.extractor_args),
       js_runtimes=tuple(args.js_runtimes), plugin_dirs=tuple(args.plugin_dirs),
+      breaker_threshold=args.breaker_threshold,
       retry=RetryPolicy(max_attempts=args.max_attempts, base_delay_s=args.retry_base_delay,
                         max_delay_s=args.retry_max_delay, max_retry_after_s=args.max_retry_after))

@@ -43,9 +43,9 @@ def test_bad_knobs_are_refused_before_anything_is_fetched(tmp_path, field, value
     DownloadConfig(output_dir=str(tmp_path), **{field: value})
 
 
-def _player(server, ytid: str, status: dict) -> None:
+def _player(server, ytid: str, status: dict, **fields) -> None:
   with open(os.path.join(server.root, f"{ytid}.player.json"), "w", encoding="utf-8") as f:
-    json.dump({"playabilityStatus": status}, f)
+    json.dump({"playabilityStatus": status, **fields}, f)
 
 
 def test_a_plugin_from_plugin_dirs_resolves_watch_pages_with_youtubes_refusals(tmp_path, server, serve_as):
@@ -62,3 +62,12 @@ def test_a_plugin_from_plugin_dirs_resolves_watch_pages_with_youtubes_refusals(t
                                                 start_s=2.0, end_s=4.0))
   assert (refused.failure_class, refused.reason, refused.attempts) == (FailureClass.NEEDS_COOKIES, Reason.BOT_CHECK, 1)
   assert server.request_count(f"{bot_checked}.mp4") == 0  # refused at the watch page, as YouTube does
+
+
+def test_formats_hidden_by_an_unsolved_challenge_are_not_the_clips_fault(tmp_path, server, serve_as):
+  ytid = serve_as("long.mp4")
+  _player(server, ytid, {"status": "OK"}, challenge="unsolved")
+  downloader = ClipDownloader(DownloadConfig(output_dir=str(tmp_path), url_template=server.url_template("watch?v={ytid}"),
+                                             plugin_dirs=(PLUGIN_DIR,), socket_timeout_s=2.0))
+  result = downloader.download(DownloadRequest(clip_id=f"yt_{ytid}_000002000", source_id=ytid, start_s=2.0, end_s=4.0))
+  assert (result.failure_class, result.reason) == (FailureClass.TRANSIENT, Reason.CHALLENGE_UNSOLVED)

@@ -5,9 +5,10 @@ resolves a watch page: from a player response, here the file ``ID.player.json``
 the tests put beside the media. Its ``playabilityStatus`` carries YouTube's
 own wording when the video cannot be played ("Sign in to confirm you're not a
 bot", "Private video", ...), which becomes the ExtractorError yt-dlp raises for
-YouTube; an "OK" status plays ``ID.mp4``. So the downloader's handling of
-YouTube's refusals, and loading plugins from --plugin_dirs, are tested without
-YouTube.
+YouTube; an "OK" status plays ``ID.mp4``, unless ``"challenge": "unsolved"``,
+which warns as yt-dlp does when it cannot solve YouTube's JavaScript challenge
+and offers no format. So the downloader's handling of YouTube's refusals, and
+loading plugins from --plugin_dirs, are tested without YouTube.
 
     {"playabilityStatus": {"status": "LOGIN_REQUIRED",
                            "reason": "Sign in to confirm you\\u2019re not a bot",
@@ -30,4 +31,9 @@ class MirrorWatchPageIE(InfoExtractor):
     if status.get("status") != "OK":
       message = ". ".join(part for part in (status.get("reason"), status.get("subreason")) if part)
       raise ExtractorError(message or "Video unavailable", expected=True, video_id=video_id)
+    if player.get("challenge") == "unsolved":
+      self.report_warning(  # yt-dlp's own words
+          "n challenge solving failed: Some formats may be missing. Ensure you have a supported JavaScript runtime "
+          "and challenge solver script distribution installed.", video_id=video_id)
+      return {"id": video_id, "title": video_id, "formats": []}
     return {"id": video_id, "title": video_id, "url": f"{base}/{video_id}.mp4", "ext": "mp4"}
