@@ -15,7 +15,8 @@ from typing import Callable
 
 import pytest
 
-from pipelines.sources import audioset, epic_kitchens, rows, vggsound
+from pipelines.download import cli
+from pipelines.sources import as500k, audioset, epic_kitchens, rows, vggsound
 from pipelines.sources.rows import BadFileError, BadRowError, ParseResult
 
 BIG_FIELD = b"x" * (2 * 1024 * 1024)  # the 2 MB field a user's file had
@@ -247,3 +248,39 @@ def test_a_bad_line_of_a_class_file_stops_its_load(tmp_path, samples, kind, new,
   assert (caught.value.file, caught.value.line) == (str(path), kind.line)
   assert caught.value.reason.startswith(reason), caught.value.reason
   _assert_short(str(caught.value))
+
+
+# ---------------------------------------------------------------------------
+# The command lines that read the same files.
+# ---------------------------------------------------------------------------
+def test_clip_list_names_an_unreadable_line_and_downloads_nothing(tmp_path, capsys):
+  clips = _write(tmp_path / "clips.csv", [b"# a comment \xff", b'--4gqARaEJE, 1.000, 11.000, "/m/09x0r"',
+                                          b"--BfvyPmVMo,2,dog\x00barking,test", b"-0CamVQdP_Y, 3.000, 13.000"])
+  with pytest.raises(cli.ClipListError, match=r"clips\.csv:3: control character U\+0000 '\\x00' at column 18$"):
+    list(cli.read_clip_list(str(clips)))
+  big = _write(tmp_path / "big.csv", [b"--4gqARaEJE, 1.000, 11.000, " + BIG_FIELD])
+  with pytest.raises(cli.ClipListError, match=r"big\.csv:1: line of 2,097,") as caught:
+    list(cli.read_clip_list(str(big)))
+  _assert_short(str(caught.value))
+
+  assert cli.main([str(clips), "--output_dir", str(tmp_path / "out"), "--ledger_dir", str(tmp_path / "ledger"),
+                   "--url_template", "http://127.0.0.1:9/{ytid}.mp4"]) == 2
+  printed = capsys.readouterr()
+  assert printed.err == f"error: {clips}:3: control character U+0000 '\\x00' at column 18\n"
+  assert not (tmp_path / "ledger").exists()
+
+
+def test_as500k_command_line_reports_bad_files_and_rows(tmp_path, samples, capsys):
+  labels = _sample_with(tmp_path, samples, CLASS_FILES["audioset"], b"Male\xffspeech")
+  segments = _write(tmp_path / "segments.csv", [b'--4gqARaEJE, 1.000, 11.000, "/m/09x0r"',
+                                                b'--BfvyPmVMo, 1.000, 11.000, "/m/09\xffx0r"'])
+  argv = ["--segments", str(segments), "--out", str(tmp_path / "subset.csv"), "--target", "1"]
+  assert as500k.main(argv + ["--labels", str(labels)]) == 2
+  assert capsys.readouterr().err == f"error: {labels}:3: invalid UTF-8 byte 0xFF at column 18\n"
+  good_labels = str(samples / "audioset" / "class_labels_indices.csv")
+  assert as500k.main(argv + ["--labels", good_labels]) == 2
+  assert capsys.readouterr().err == f"error: {segments}:2: invalid UTF-8 byte 0xFF at column 35\n"
+  assert as500k.main(argv + ["--labels", good_labels, "--skip-bad-rows"]) == 0
+  printed = capsys.readouterr()
+  assert printed.err == f"rejected {segments}:2: invalid UTF-8 byte 0xFF at column 35\n"
+  assert "1 rows rejected" in printed.out
