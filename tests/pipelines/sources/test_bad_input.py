@@ -162,7 +162,8 @@ def test_long_fields_under_the_line_limit_are_quoted_as_excerpts(tmp_path, vggso
   path = _write(tmp_path / "v.csv", [b"--4gqARaEJE,1," + long_label + b",test"])
   with pytest.raises(BadRowError) as caught:
     vggsound.parse_vggsound_csv(path, vggsound_labels)
-  assert caught.value.reason == f"unknown label {'y' * rows.EXCERPT_CHARS!r}... (16,284 characters) (not in label map 'vggsound')"
+  assert caught.value.reason == (
+      f"unknown label {'y' * rows.EXCERPT_CHARS!r}... (16,284 characters) (not in label map 'vggsound')")
 
 
 # ---------------------------------------------------------------------------
