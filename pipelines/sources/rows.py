@@ -233,7 +233,7 @@ _UNREADABLE_CATEGORIES = {
     "Cf": "invisible format character",  # zero-width space and joiners, bidi marks, U+FEFF
     "Zl": "line separator",
     "Zp": "paragraph separator",
-    "Cs": "lone surrogate",  # one read_lines made of an invalid byte is reported as such
+    "Cs": "lone surrogate",  # read_lines' stand-ins for invalid bytes are reported as those bytes
 }
 _ESCAPED_BYTES = range(0xDC80, 0xDD00)  # surrogateescape's stand-ins for bytes 0x80..0xFF
 _SURROGATE_PATTERN = re.compile(r"[\ud800-\udfff]")

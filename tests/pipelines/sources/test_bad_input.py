@@ -49,7 +49,7 @@ class Format:
     row: (n, field) -> the n-th row, `field` in its label (or narration) column.
     field: a good value of that column.
     parse: (path, labels, skip_bad_rows) -> ParseResult, labels being the
-      session's label maps (the fixtures).
+      label maps of the fixtures.
   """
 
   name: str
