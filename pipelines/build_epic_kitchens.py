@@ -47,7 +47,15 @@ def load_split(args: argparse.Namespace) -> build.SplitToBuild:
   train_file = args.train_annotations or args.annotations
   if args.train_annotations is None:
     logging.warning("no --train_annotations: actions are indexed by the pairs of %s itself", args.annotations)
-  actions = epic_kitchens.parse_epic_training_annotations(train_file, verbs, nouns).label_map
+  # With --skip_bad_rows the training file's bad rows stay out of the action
+  # map too: otherwise the annotation file standing in for it, or one bad
+  # training row, would stop the build that the option asks to go on.
+  training = epic_kitchens.parse_epic_training_annotations(train_file, verbs, nouns, skip_bad_rows=args.skip_bad_rows)
+  if training.rejected and args.train_annotations is not None:  # else they are this split's, in its ledger
+    first = training.rejected[0]
+    logging.warning("%d bad rows of %s left out of the action map, the first %s:%d: %s", len(training.rejected),
+                    train_file, first.file, first.line, first.reason)
+  actions = training.label_map
   parsed = epic_kitchens.parse_epic_annotations(args.annotations, verbs, nouns, action_map=actions,
                                                 split=args.split, skip_bad_rows=args.skip_bad_rows)
   split = build.SplitToBuild.from_parse(rows.EPIC_KITCHENS, args.split, parsed, actions)

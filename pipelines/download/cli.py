@@ -10,14 +10,18 @@ CLIPS.csv has one clip per line, ``YTID,START[,END,...]``; lines starting with
 a number (VGGSound's ``YTID,start,label,split``), the clip lasts ``--duration``
 seconds. Clip ids are ``yt_{ytid}_{start_ms:09d}`` (pipelines.sources.clip_id).
 The dataset parsers in pipelines.sources are the full readers; this is the
-quick path from a list of segments to files.
+quick path from a list of segments to files. Lines are read as those parsers
+read them (pipelines.sources.rows): a line that does not read (an invalid
+UTF-8 byte, a control character, an over-long line, a start that is not a
+number) stops the command with ``error: FILE:LINE: reason`` and exit status 2
+before anything is downloaded.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import csv
+import itertools
 import logging
 import sys
 import time
@@ -28,41 +32,50 @@ from pipelines.download.downloader import ClipDownloader
 from pipelines.download.ledger import LedgerRecord, LedgerWriter
 from pipelines.download.options import add_download_arguments, download_config
 from pipelines.download.results import DownloadRequest
+from pipelines.sources import rows as rows_lib
+from pipelines.sources.clip_id import is_youtube_id, youtube_clip_id
 from shared.failures import Reason
 
 
-class ClipListError(ValueError):
-  """A clip list line that cannot be read as YTID,START[,END]."""
+class ClipListError(rows_lib.BadRowError):
+  """A clip list line that cannot be read as YTID,START[,END] (file, line, reason)."""
 
 
 def read_clip_list(path: str, default_duration_s: float = 10.0) -> Iterator[DownloadRequest]:
   """The clips of a ``YTID,START[,END,...]`` file, in file order.
 
   Malformed YouTube ids are passed through: the downloader refuses them and
-  the ledger records why. Lines whose times do not parse raise ClipListError.
+  the ledger records why. A line that does not read (rows.row_text), or
+  whose start does not parse, raises ClipListError; "#" lines are comments,
+  whatever their bytes.
   """
-  from pipelines.sources.clip_id import is_youtube_id, youtube_clip_id  # pylint: disable=g-import-not-at-top
-
-  with open(path, newline="", encoding="utf-8") as clips:
-    for line_number, row in enumerate(csv.reader(clips, skipinitialspace=True), start=1):
-      if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
+  file = str(path)
+  for line_number, line in enumerate(rows_lib.read_lines(path), start=1):
+    try:
+      text = rows_lib.row_text(line, file, line_number)
+      row = rows_lib.split_csv_line(text, file, line_number, skipinitialspace=True, strict=False)
+    except rows_lib.BadRowError as error:
+      if rows_lib.strip_line_ending(line).lstrip().startswith("#"):
         continue
-      if len(row) < 2:
-        raise ClipListError(f"{path}:{line_number}: expected YTID,START[,END], got {row!r}")
-      ytid = row[0].strip()
-      try:
-        start = float(row[1])
-      except ValueError:
-        raise ClipListError(f"{path}:{line_number}: start {row[1]!r} is not a number") from None
-      try:
-        end = float(row[2]) if len(row) > 2 else start + default_duration_s
-      except ValueError:
-        end = start + default_duration_s  # VGGSound: the third column is the label
-      try:
-        clip_id = youtube_clip_id(ytid, row[1].strip()) if is_youtube_id(ytid) else f"line{line_number:09d}"
-      except ValueError:
-        clip_id = f"line{line_number:09d}"
-      yield DownloadRequest(clip_id=clip_id, source_id=ytid, start_s=start, end_s=end)
+      raise ClipListError(error.file, error.line, error.reason) from None
+    if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
+      continue
+    if len(row) < 2:
+      raise ClipListError(file, line_number, f"expected YTID,START[,END], got {rows_lib.excerpt(text)}")
+    ytid = row[0].strip()
+    try:
+      start = float(row[1])
+    except ValueError:
+      raise ClipListError(file, line_number, f"start {rows_lib.excerpt(row[1])} is not a number") from None
+    try:
+      end = float(row[2]) if len(row) > 2 else start + default_duration_s
+    except ValueError:
+      end = start + default_duration_s  # VGGSound: the third column is the label
+    try:
+      clip_id = youtube_clip_id(ytid, row[1].strip()) if is_youtube_id(ytid) else f"line{line_number:09d}"
+    except ValueError:
+      clip_id = f"line{line_number:09d}"
+    yield DownloadRequest(clip_id=clip_id, source_id=ytid, start_s=start, end_s=end)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +103,14 @@ def main(argv: Optional[list[str]] = None) -> int:
 
   config = download_config(args, args.output_dir, reuse_existing=not args.no_reuse, require_audio=args.require_audio)
   downloader = ClipDownloader(config)
+  try:
+    # The list is read through once first, so that a line that does not read
+    # stops the command before anything is downloaded, not hours into it.
+    for _ in itertools.islice(read_clip_list(args.clips, default_duration_s=args.duration), args.limit):
+      pass
+  except ClipListError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
   clips = read_clip_list(args.clips, default_duration_s=args.duration)
   if args.limit is not None:
     clips = (clip for index, clip in enumerate(clips) if index < args.limit)

@@ -59,7 +59,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipelines.sources import audioset
-from pipelines.sources.rows import ClipRequest
+from pipelines.sources.rows import AnnotationError, ClipRequest
 from shared import contract
 
 AS500K_SIZE = 500_000
@@ -277,10 +277,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
 
   started = time.perf_counter()
-  label_map = audioset.load_audioset_label_map(args.labels)
-  parsed = audioset.parse_audioset_segments(
-      args.segments, label_map, split="unbalanced_train", skip_bad_rows=args.skip_bad_rows
-  )
+  try:
+    label_map = audioset.load_audioset_label_map(args.labels)
+    parsed = audioset.parse_audioset_segments(
+        args.segments, label_map, split="unbalanced_train", skip_bad_rows=args.skip_bad_rows
+    )
+  except AnnotationError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
   for rejected in parsed.rejected:
     print(f"rejected {rejected.file}:{rejected.line}: {rejected.reason}", file=sys.stderr)
   subset = select_balanced_subset(parsed.rows, label_map, args.target, args.seed)

@@ -15,11 +15,16 @@ truncated (:class:`BadFileError`).
 
 class_labels_indices.csv (``index,mid,display_name``) gives the 527 classes;
 its label map has the display names as names and the MIDs as ids.
+
+Bad input (see rows.py for what every file shares): a segment line that is
+not a row is a bad row, recorded with skip_bad_rows and the rest of the file
+read; "#" lines are comments, never rows, so their text is not checked. A
+class file is never skipped over: a MID holding whitespace, a display name
+with stray whitespace or any unreadable line stops the load, naming its line.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 from typing import Iterable, Sequence
@@ -31,6 +36,7 @@ from shared import contract
 
 LABEL_MAP_NAME = "audioset"
 SEGMENT_COLUMNS = ("YTID", "start_seconds", "end_seconds", "positive_labels")
+CLASS_FILE_COLUMNS = ("index", "mid", "display_name")
 _CANONICAL_LINE_PATTERN = re.compile(
     r'([A-Za-z0-9_-]{11}), ([0-9]+)\.([0-9]{3}), ([0-9]+)\.([0-9]{3}), "([^",]+(?:,[^",]+)*)"'
 )
@@ -42,29 +48,24 @@ def load_audioset_label_map(path: str | os.PathLike) -> contract.LabelMap:
   """The AudioSet classes from class_labels_indices.csv.
 
   Raises:
-    BadRowError: a row without 3 columns, an index out of sequence, an empty
-      MID or name.
+    BadRowError: an unreadable line (rows.read_csv_file), a row without 3
+      columns, an index out of sequence, an empty MID or name, a MID holding
+      whitespace, a name with stray whitespace.
     BadFileError: a missing or different header.
   """
   file = os.fspath(path)
   mids: list[str] = []
   names: list[str] = []
-  with open(path, encoding="utf-8-sig", newline="") as handle:
-    reader = csv.reader(handle, strict=True)
-    header = next(reader, None)
-    if header != ["index", "mid", "display_name"]:
-      raise BadFileError(file, f"expected header index,mid,display_name, got {header!r}")
-    for fields in reader:
-      line = reader.line_num
-      if len(fields) != 3:
-        raise BadRowError(file, line, f"expected 3 columns (index, mid, display_name), got {len(fields)}")
-      index_text, mid, name = fields
-      if index_text != str(len(mids)):
-        raise BadRowError(file, line, f"index {index_text!r} out of sequence, expected {len(mids)}")
-      if not mid or not name:
-        raise BadRowError(file, line, "empty mid or display_name")
-      mids.append(mid)
-      names.append(name)
+  for line, (index_text, mid, name) in rows_lib.read_csv_file(path, CLASS_FILE_COLUMNS, header=True):
+    if index_text != str(len(mids)):
+      raise BadRowError(file, line, f"index {rows_lib.excerpt(index_text)} out of sequence, expected {len(mids)}")
+    if not mid or not name:
+      raise BadRowError(file, line, "empty mid or display_name")
+    problem = rows_lib.id_whitespace_problem("mid", mid) or rows_lib.label_whitespace_problem("display_name", name)
+    if problem is not None:
+      raise BadRowError(file, line, problem)
+    mids.append(mid)
+    names.append(name)
   try:
     return contract.LabelMap.from_names(LABEL_MAP_NAME, names, ids=mids)
   except ValueError as error:
@@ -95,10 +96,16 @@ class AudioSetLineParser:
     """The row of one line, or None for a "#" header line or a blank line.
 
     Raises:
-      BadRowError: the line is malformed (column count, YouTube id, number,
-        end <= start, empty, repeated or unknown label).
+      BadRowError: the line is unreadable (rows.row_text) or malformed
+        (column count, YouTube id, number, end <= start, empty, repeated or
+        unknown label).
     """
-    text = rows_lib.strip_line_ending(line)
+    try:
+      text = rows_lib.row_text(line, file, line_number)
+    except BadRowError:
+      if rows_lib.strip_line_ending(line).lstrip().startswith("#"):
+        return None  # a comment holds no row, whatever its bytes
+      raise
     # Nearly every line has the release's exact shape (3 decimals, ", "): one
     # regex then does all the splitting and checking a csv reader, number
     # parsing and id checks would; anything else takes the general path.
@@ -110,15 +117,12 @@ class AudioSetLineParser:
       return self._row(ytid, start, end, labels_text, file, line_number)
     if not text.strip() or text.lstrip().startswith("#"):
       return None
-    try:
-      fields = next(csv.reader([text], skipinitialspace=True, strict=True))
-    except csv.Error as error:
-      raise BadRowError(file, line_number, f"unreadable CSV: {error}") from None
+    fields = rows_lib.split_csv_line(text, file, line_number, skipinitialspace=True)
     if len(fields) != len(SEGMENT_COLUMNS):
       raise BadRowError(file, line_number, f"expected 4 columns ({', '.join(SEGMENT_COLUMNS)}), got {len(fields)}")
     ytid, start_text, end_text, labels_text = (field.strip() for field in fields)
     if not clip_ids.is_youtube_id(ytid):
-      raise BadRowError(file, line_number, f"bad YouTube id {ytid!r}")
+      raise BadRowError(file, line_number, f"bad YouTube id {rows_lib.excerpt(ytid)}")
     try:
       start = clip_ids.seconds_text_to_ms(start_text)
       end = clip_ids.seconds_text_to_ms(end_text)
@@ -158,11 +162,13 @@ class AudioSetLineParser:
       index = self._index_of_mid.get(mid)
       if index is None:
         if not mid:
-          raise BadRowError(file, line_number, f"empty label in {labels_text!r}")
-        raise BadRowError(file, line_number, f"unknown label {mid!r} (not in label map {self.label_map.name!r})")
+          raise BadRowError(file, line_number, f"empty label in {rows_lib.excerpt(labels_text)}")
+        raise BadRowError(
+            file, line_number, f"unknown label {rows_lib.excerpt(mid)} (not in label map {self.label_map.name!r})"
+        )
       indices.append(index)
     if len(set(indices)) != len(indices):
-      raise BadRowError(file, line_number, f"repeated label in {labels_text!r}")
+      raise BadRowError(file, line_number, f"repeated label in {rows_lib.excerpt(labels_text)}")
     return tuple(indices), tuple(self.label_map.names[i] for i in indices)
 
 

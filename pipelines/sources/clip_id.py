@@ -35,6 +35,8 @@ import decimal
 import re
 from typing import NamedTuple
 
+from pipelines.sources.rows import excerpt
+
 YOUTUBE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{11}")
 YOUTUBE_CLIP_PREFIX = "yt_"
 _START_MS_DIGITS = 9
@@ -97,10 +99,10 @@ def seconds_text_to_ms(text: str) -> int:
   """
   match = _SECONDS_TEXT_PATTERN.fullmatch(text)
   if match is None:
-    raise ValueError(f"not a number of seconds: {text!r}")
+    raise ValueError(f"not a number of seconds: {excerpt(text)}")
   whole, fraction = match.group(1), match.group(2) or ""
   if fraction[3:].strip("0"):
-    raise ValueError(f"{text} s is not a whole number of milliseconds")
+    raise ValueError(f"{excerpt(text)} s is not a whole number of milliseconds")
   return int(whole) * 1000 + int((fraction + "000")[:3])
 
 

@@ -16,6 +16,15 @@ Actions: (verb_class, noun_class) pairs. The action label map lists the pairs
 seen in the TRAINING annotations, sorted by (verb_class, noun_class); its
 names are "verb noun" (class keys) and its ids "verb_class,noun_class". A pair
 not in it, in validation for instance, gets action NO_LABEL.
+
+Bad input (see rows.py for what every file shares): a narration line that is
+not a row is a bad row, recorded with skip_bad_rows and the rest of the file
+read; an unreadable header makes the whole file unusable. Rows name their
+classes by index, so the free-text verb, noun and narration can never make a
+class. The class files and the video info are never skipped over: an
+unreadable line, or a class key holding whitespace (keys are the class ids,
+and an action's name joins two of them with a space), stops the load, naming
+its line.
 """
 
 from __future__ import annotations
@@ -51,26 +60,6 @@ _RESOLUTION_PATTERN = re.compile(r"([1-9][0-9]*)x([1-9][0-9]*)")
 _NUMBER_PATTERN = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
-def _csv_rows(path: str | os.PathLike, header: tuple[str, ...]):
-  """(line number, fields) of each row of a small CSV whose first row must be `header`.
-
-  Raises:
-    BadFileError: the first row is not `header`.
-    BadRowError: a row with another number of columns.
-  """
-  file = os.fspath(path)
-  with open(path, encoding="utf-8-sig", newline="") as handle:
-    reader = csv.reader(handle, strict=True)
-    found = next(reader, None)
-    if found is None or tuple(found) != header:
-      raise BadFileError(file, f"expected header {','.join(header)}, got {found!r}")
-    for fields in reader:
-      if len(fields) != len(header):
-        raise BadRowError(file, reader.line_num,
-                          f"expected {len(header)} columns ({', '.join(header)}), got {len(fields)}")
-      yield reader.line_num, fields
-
-
 # ---------------------------------------------------------------------------
 # Classes.
 # ---------------------------------------------------------------------------
@@ -82,15 +71,19 @@ def load_epic_class_map(path: str | os.PathLike, name: str) -> contract.LabelMap
 
   Raises:
     BadFileError: a header other than id,key,instances,category.
-    BadRowError: a row without 4 columns, an id out of sequence, an empty key.
+    BadRowError: an unreadable line (rows.read_csv_file), a row without 4
+      columns, an id out of sequence, an empty key or one holding whitespace.
   """
   file = os.fspath(path)
   keys: list[str] = []
-  for line, fields in _csv_rows(path, CLASS_FILE_HEADER):
+  for line, fields in rows_lib.read_csv_file(path, CLASS_FILE_HEADER, header=True):
     if fields[0] != str(len(keys)):
-      raise BadRowError(file, line, f"id {fields[0]!r} out of sequence, expected {len(keys)}")
+      raise BadRowError(file, line, f"id {rows_lib.excerpt(fields[0])} out of sequence, expected {len(keys)}")
     if not fields[1]:
       raise BadRowError(file, line, "empty key")
+    problem = rows_lib.id_whitespace_problem("key", fields[1])
+    if problem is not None:
+      raise BadRowError(file, line, problem)
     keys.append(fields[1])
   try:
     return contract.LabelMap.from_names(name, keys, ids=keys)
@@ -177,7 +170,7 @@ def timestamp_to_seconds(text: str) -> float:
   """
   match = _TIMESTAMP_PATTERN.fullmatch(text)
   if match is None:
-    raise ValueError(f"not a HH:MM:SS.ff timestamp: {text!r}")
+    raise ValueError(f"not a HH:MM:SS.ff timestamp: {rows_lib.excerpt(text)}")
   hours, minutes, seconds = match.groups()
   return float(int(hours) * 3600 + int(minutes) * 60 + decimal.Decimal(seconds))
 
@@ -202,15 +195,20 @@ def parse_epic_header(line: str, file: str) -> EpicColumns:
   """The columns of an annotation file from its header line.
 
   Raises:
-    BadFileError: a required column missing, a column named twice, or only
-      some of the label columns.
+    BadFileError: an unreadable header line (rows.row_text), a required
+      column missing, a column named twice, or only some of the label
+      columns.
   """
-  names = tuple(name.strip() for name in next(csv.reader([rows_lib.strip_line_ending(line)])))
+  try:
+    text = rows_lib.row_text(line, file, 1)
+  except BadRowError as error:
+    raise BadFileError(file, f"unreadable header (line 1): {error.reason}") from None
+  names = tuple(name.strip() for name in next(csv.reader([text])))
   missing = [name for name in REQUIRED_COLUMNS if name not in names]
   if missing:
-    raise BadFileError(file, f"header lacks column(s) {', '.join(missing)}: {names}")
+    raise BadFileError(file, f"header lacks column(s) {', '.join(missing)}: {rows_lib.excerpt(','.join(names))}")
   if len(set(names)) != len(names):
-    raise BadFileError(file, f"header names a column twice: {names}")
+    raise BadFileError(file, f"header names a column twice: {rows_lib.excerpt(','.join(names))}")
   present = [name for name in LABEL_COLUMNS if name in names]
   if present and len(present) != len(LABEL_COLUMNS):
     raise BadFileError(file, f"header has label column(s) {present} but not all of {LABEL_COLUMNS}")
@@ -249,22 +247,20 @@ class EpicLineParser:
     """The row of one line, or None for a blank line.
 
     Raises:
-      BadRowError: wrong column count; malformed or inconsistent ids
+      BadRowError: an unreadable line (rows.row_text); wrong column count;
+        malformed or inconsistent ids
         (narration id not "<video_id>_N", video id not "<participant_id>_NN");
         a bad timestamp; stop <= start; a class index out of range; list
         columns that are not lists of the right types and equal lengths.
     """
-    text = rows_lib.strip_line_ending(line)
+    text = rows_lib.row_text(line, file, line_number)
     if not text.strip():
       return None
 
     def bad(reason: str) -> BadRowError:
       return BadRowError(file, line_number, reason)
 
-    try:
-      fields = next(csv.reader([text], strict=True))
-    except csv.Error as error:
-      raise bad(f"unreadable CSV: {error}") from None
+    fields = rows_lib.split_csv_line(text, file, line_number)
     if len(fields) != len(self.columns.names):
       raise bad(f"expected {len(self.columns.names)} columns as in the header, got {len(fields)}")
 
@@ -274,12 +270,12 @@ class EpicLineParser:
 
     narration_id, participant_id, video_id = field("narration_id"), field("participant_id"), field("video_id")
     if _PARTICIPANT_PATTERN.fullmatch(participant_id) is None:
-      raise bad(f"bad participant_id {participant_id!r}")
+      raise bad(f"bad participant_id {rows_lib.excerpt(participant_id)}")
     video_match = _VIDEO_ID_PATTERN.fullmatch(video_id)
     if video_match is None or video_match.group(1) != participant_id:
-      raise bad(f"video_id {video_id!r} is not {participant_id}_NN")
+      raise bad(f"video_id {rows_lib.excerpt(video_id)} is not {participant_id}_NN")
     if not clip_ids.is_epic_narration_id(narration_id) or not narration_id.startswith(video_id + "_"):
-      raise bad(f"narration_id {narration_id!r} is not {video_id}_N")
+      raise bad(f"narration_id {rows_lib.excerpt(narration_id)} is not {video_id}_N")
 
     try:
       start_s = timestamp_to_seconds(field("start_timestamp"))
@@ -339,7 +335,7 @@ class EpicLineParser:
   @staticmethod
   def _class_index(text: str | None, label_map: contract.LabelMap, column: str, bad) -> int:
     if text is None or _INDEX_PATTERN.fullmatch(text) is None:
-      raise bad(f"{column} {text!r} is not a class index")
+      raise bad(f"{column} {'None' if text is None else rows_lib.excerpt(text)} is not a class index")
     index = int(text)
     if index >= len(label_map):
       raise bad(f"unknown label: {column} {index} is not a class of {label_map.name!r} ({len(label_map)} classes)")
@@ -350,10 +346,10 @@ class EpicLineParser:
     try:
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
-      raise bad(f"{column} {text!r} is not a Python literal") from None
+      raise bad(f"{column} {rows_lib.excerpt(text)} is not a Python literal") from None
     # bool is an int subclass; a list of True/False is not a list of classes.
     if not isinstance(value, list) or not all(type(item) is item_type for item in value):
-      raise bad(f"{column} {text!r} is not a list of {item_type.__name__}")
+      raise bad(f"{column} {rows_lib.excerpt(text)} is not a list of {item_type.__name__}")
     return tuple(value)
 
 
@@ -464,24 +460,25 @@ def load_epic_video_info(path: str | os.PathLike) -> dict[str, EpicVideoInfo]:
 
   Raises:
     BadFileError: a header other than video_id,duration,fps,resolution.
-    BadRowError: a row without 4 columns, a bad video id, number or
-      resolution (WIDTHxHEIGHT), a video listed twice.
+    BadRowError: an unreadable line (rows.read_csv_file), a row without 4
+      columns, a bad video id, number or resolution (WIDTHxHEIGHT), a video
+      listed twice.
   """
   file = os.fspath(path)
   videos: dict[str, EpicVideoInfo] = {}
   first_line_of: dict[str, int] = {}
-  for line, fields in _csv_rows(path, VIDEO_INFO_HEADER):
+  for line, fields in rows_lib.read_csv_file(path, VIDEO_INFO_HEADER, header=True):
     video_id, duration, fps, resolution = (field.strip() for field in fields)
     if _VIDEO_ID_PATTERN.fullmatch(video_id) is None:
-      raise BadRowError(file, line, f"bad video_id {video_id!r}")
+      raise BadRowError(file, line, f"bad video_id {rows_lib.excerpt(video_id)}")
     if video_id in first_line_of:
       raise BadRowError(file, line, f"video {video_id!r} listed twice, first at line {first_line_of[video_id]}")
     for name, text in (("duration", duration), ("fps", fps)):
       if _NUMBER_PATTERN.fullmatch(text) is None or float(text) <= 0:
-        raise BadRowError(file, line, f"{name} {text!r} is not a positive number")
+        raise BadRowError(file, line, f"{name} {rows_lib.excerpt(text)} is not a positive number")
     size = _RESOLUTION_PATTERN.fullmatch(resolution)
     if size is None:
-      raise BadRowError(file, line, f"resolution {resolution!r} is not WIDTHxHEIGHT")
+      raise BadRowError(file, line, f"resolution {rows_lib.excerpt(resolution)} is not WIDTHxHEIGHT")
     first_line_of[video_id] = line
     videos[video_id] = EpicVideoInfo(
         video_id=video_id,

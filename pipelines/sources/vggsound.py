@@ -12,11 +12,19 @@ Every clip is 10 s from its start (CLIP_SECONDS). Class indices are the
 positions in the sorted list of the class names (Python's ``sorted``: by code
 point), taken from ``stat.csv`` or from the CSV itself; the same map must go
 into every build.
+
+Bad input (see rows.py for what every file shares): a line of either form
+that is not a row is a bad row, recorded with skip_bad_rows and the rest of
+the file read. Fields may carry spaces around them (stripped, as always), but
+a label must be words separated by single spaces, so that no label becomes a
+class of its own through stray whitespace: "dog  barking" is a bad row, never
+a new class, and a label map built from the CSV itself leaves such rows out
+(parsing then reports them). stat.csv is never skipped over: an unreadable
+line or a label with any stray whitespace stops the load, naming its line.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 from typing import Iterable
@@ -30,6 +38,7 @@ LABEL_MAP_NAME = "vggsound"
 CLIP_SECONDS = 10
 SPLITS = ("train", "test")
 CSV_COLUMNS = ("YTID", "start_seconds", "label", "split")
+STAT_COLUMNS = ("label", "count", "group")
 _WHOLE_SECONDS_PATTERN = re.compile(r"[0-9]+")
 _FILE_NAME_PATTERN = re.compile(r"([A-Za-z0-9_-]{11})_([0-9]{6})\.mp4")
 
@@ -43,43 +52,51 @@ def load_vggsound_label_map(stat_path: str | os.PathLike) -> contract.LabelMap:
   """The label map from stat.csv (``label,count,group``, no header).
 
   Raises:
-    BadRowError: a row without 3 columns, an empty label, a non-integer count
-      or a label listed twice.
+    BadRowError: an unreadable line (rows.read_csv_file), a row without 3
+      columns, an empty label, a label with stray whitespace, a non-integer
+      count or a label listed twice.
   """
   file = os.fspath(stat_path)
   labels: list[str] = []
   first_line_of: dict[str, int] = {}
-  with open(stat_path, encoding="utf-8-sig", newline="") as handle:
-    reader = csv.reader(handle, strict=True)
-    for fields in reader:
-      line = reader.line_num
-      if len(fields) != 3:
-        raise BadRowError(file, line, f"expected 3 columns (label, count, group), got {len(fields)}")
-      label, count, _ = fields
-      if not label.strip():
-        raise BadRowError(file, line, "empty label")
-      if _WHOLE_SECONDS_PATTERN.fullmatch(count) is None:
-        raise BadRowError(file, line, f"bad count {count!r}")
-      if label in first_line_of:
-        raise BadRowError(file, line, f"label {label!r} listed twice, first at line {first_line_of[label]}")
-      first_line_of[label] = line
-      labels.append(label)
+  for line, (label, count, _) in rows_lib.read_csv_file(stat_path, STAT_COLUMNS, header=False):
+    if not label.strip():
+      raise BadRowError(file, line, "empty label")
+    problem = rows_lib.label_whitespace_problem("label", label)
+    if problem is not None:
+      raise BadRowError(file, line, problem)
+    if _WHOLE_SECONDS_PATTERN.fullmatch(count) is None:
+      raise BadRowError(file, line, f"bad count {rows_lib.excerpt(count)}")
+    if label in first_line_of:
+      raise BadRowError(
+          file, line, f"label {rows_lib.excerpt(label)} listed twice, first at line {first_line_of[label]}"
+      )
+    first_line_of[label] = line
+    labels.append(label)
   return vggsound_label_map_from_labels(labels)
 
 
 def vggsound_label_map_from_csv(path: str | os.PathLike) -> contract.LabelMap:
   """The label map of the labels a vggsound.csv or file list uses.
 
-  Rows of the wrong shape are passed over here; parsing reports them.
+  Lines that are not rows (unreadable, of the wrong shape, a label with
+  stray whitespace) are passed over here; parsing reports them.
   """
+  file = os.fspath(path)
   labels = set()
-  with open(path, encoding="utf-8-sig", newline="") as handle:
-    for fields in csv.reader(handle):
-      label_column = {len(CSV_COLUMNS): 2, 2: 1}.get(len(fields))
-      if label_column is not None and fields[label_column].strip():
-        labels.add(fields[label_column].strip())
+  for line_number, line in enumerate(rows_lib.read_lines(path), start=1):
+    try:
+      fields = rows_lib.split_csv_line(rows_lib.row_text(line, file, line_number), file, line_number)
+    except BadRowError:
+      continue
+    label_column = {len(CSV_COLUMNS): 2, 2: 1}.get(len(fields))
+    if label_column is None:
+      continue
+    label = fields[label_column].strip()
+    if label and rows_lib.label_whitespace_problem("label", label) is None:
+      labels.add(label)
   if not labels:
-    raise BadFileError(os.fspath(path), "no labels found")
+    raise BadFileError(file, "no labels found")
   return vggsound_label_map_from_labels(labels)
 
 
@@ -106,13 +123,10 @@ class _LineParser:
     self._index_of_label = {name: i for i, name in enumerate(label_map.names)}
 
   def _fields(self, line: str, file: str, line_number: int, columns: tuple[str, ...]) -> list[str] | None:
-    text = rows_lib.strip_line_ending(line)
+    text = rows_lib.row_text(line, file, line_number)
     if not text.strip():
       return None
-    try:
-      fields = next(csv.reader([text], strict=True))
-    except csv.Error as error:
-      raise BadRowError(file, line_number, f"unreadable CSV: {error}") from None
+    fields = rows_lib.split_csv_line(text, file, line_number)
     if len(fields) != len(columns):
       raise BadRowError(
           file, line_number, f"expected {len(columns)} columns ({', '.join(columns)}), got {len(fields)}"
@@ -122,7 +136,12 @@ class _LineParser:
   def _label_index(self, label: str, file: str, line_number: int) -> int:
     index = self._index_of_label.get(label)
     if index is None:
-      raise BadRowError(file, line_number, f"unknown label {label!r} (not in label map {self.label_map.name!r})")
+      problem = rows_lib.label_whitespace_problem("label", label)
+      if problem is not None:
+        raise BadRowError(file, line_number, problem)
+      raise BadRowError(
+          file, line_number, f"unknown label {rows_lib.excerpt(label)} (not in label map {self.label_map.name!r})"
+      )
     return index
 
 
@@ -141,11 +160,13 @@ class VggSoundLineParser(_LineParser):
       return None
     ytid, start_text, label, split = fields
     if not clip_ids.is_youtube_id(ytid):
-      raise BadRowError(file, line_number, f"bad YouTube id {ytid!r}")
+      raise BadRowError(file, line_number, f"bad YouTube id {rows_lib.excerpt(ytid)}")
     if _WHOLE_SECONDS_PATTERN.fullmatch(start_text) is None:
-      raise BadRowError(file, line_number, f"start_seconds {start_text!r} is not a whole number of seconds")
+      raise BadRowError(
+          file, line_number, f"start_seconds {rows_lib.excerpt(start_text)} is not a whole number of seconds"
+      )
     if split not in SPLITS:
-      raise BadRowError(file, line_number, f"split {split!r} is not one of {SPLITS}")
+      raise BadRowError(file, line_number, f"split {rows_lib.excerpt(split)} is not one of {SPLITS}")
     label_index = self._label_index(label, file, line_number)
     return _clip_request(ytid, int(start_text), label_index, split, self.label_map)
 
@@ -174,7 +195,9 @@ class VggSoundFileListLineParser(_LineParser):
     file_name, label = fields
     match = _FILE_NAME_PATTERN.fullmatch(file_name)
     if match is None:
-      raise BadRowError(file, line_number, f"file name {file_name!r} is not YTID_NNNNNN.mp4 with an 11-character YTID")
+      raise BadRowError(
+          file, line_number, f"file name {rows_lib.excerpt(file_name)} is not YTID_NNNNNN.mp4 with an 11-character YTID"
+      )
     label_index = self._label_index(label, file, line_number)
     return _clip_request(match.group(1), int(match.group(2)), label_index, self.split, self.label_map)
 

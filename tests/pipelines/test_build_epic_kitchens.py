@@ -138,3 +138,25 @@ def test_verb_noun_and_action_come_from_the_annotations(epic_build):
     assert record.action_index == action
     assert record.label_indices == ([action] if action != contract.NO_LABEL else [])
     assert record.label_names == ([actions.names[action]] if action != contract.NO_LABEL else [])
+
+
+def test_skip_bad_rows_also_spares_the_annotations_standing_in_for_training(epic_build, tmp_path):
+  _, _, videos, _ = epic_build
+  videos_dir = os.path.dirname(os.path.dirname(os.path.dirname(videos["P01_11"].path)))
+  header, good = _annotation_rows(["P01_11_0"])
+  annotations = tmp_path / "EPIC_100_validation.csv"
+  _write_csv(annotations, [header, good])
+  # A second row, its narration not UTF-8; no --train_annotations, so this file gives the actions too.
+  with open(annotations, "ab") as f:
+    f.write(",".join(good).replace("P01_11_0", "P01_11_1").encode().replace(b"take plate", b"take pl\xffate") + b"\n")
+  output_dir = tmp_path / "build"
+  manifest = build_epic_kitchens.run([
+      "--videos_dir", videos_dir, "--annotations", str(annotations), "--verb_classes",
+      str(EPIC / "EPIC_100_verb_classes.csv"), "--noun_classes", str(EPIC / "EPIC_100_noun_classes.csv"),
+      "--output_dir", str(output_dir), "--skip_bad_rows", f"--frame_short_side={TEST_SHORT_SIDE}",
+      "--progress_interval=0", IN_MEMORY]).to_json_dict()
+  assert manifest["counts"] == {"requested": 2, "written": 1, "failed": 1,
+                                "failed_by_reason": {"bad_row/malformed": 1}}
+  assert manifest["label_map"]["num_classes"] == 1  # take plate, from the good row
+  bad_row = read_ledger(str(output_dir / "ledger"))["bad_row_EPIC_100_validation_csv_L3"]
+  assert bad_row.message.startswith(f"{annotations}:3: invalid UTF-8 byte 0xFF at column ")

@@ -366,6 +366,49 @@ def test_a_malformed_row_stops_the_build_without_skip_bad_rows(vggsound_build, t
 
 
 # ---------------------------------------------------------------------------
+# Bad bytes in vggsound.csv: bad rows in the ledger, the good rows built.
+# ---------------------------------------------------------------------------
+def test_bad_bytes_in_the_csv_are_bad_rows_and_the_other_rows_are_built(serve, url_template, tmp_path, capsys):
+  good = {serve("bytes", "av.mp4"): "dog barking", serve("bytes", "av.webm"): "cat meowing"}
+  (first, first_label), (last, last_label) = good.items()
+  never_fetched = [serve("bytes") for _ in range(4)]
+  lines = [f"{first},1,{first_label},test".encode(),
+           never_fetched[0].encode() + b",1,dog bark\xffing,test",  # not UTF-8
+           never_fetched[1].encode() + b",1," + b"x" * 2_000_000 + b",test",  # a 2 MB field
+           never_fetched[2].encode() + b",1,dog\0barking,test",  # NUL in a label: never a new class
+           never_fetched[3].encode() + b",1,dog  barking,test",  # nor a double space
+           f"{last},1,{last_label},test".encode()]
+  annotations = tmp_path / "vggsound.csv"
+  annotations.write_bytes(b"".join(line + b"\r\n" for line in lines))
+  output_dir = tmp_path / "build"
+  argv = ["--csv", str(annotations), "--split", "test", "--output_dir", str(output_dir), "--url_template",
+          url_template, *FAST_BUILD_ARGS, IN_MEMORY]
+
+  assert build_vggsound.main(argv) == 2
+  stderr = capsys.readouterr().err
+  assert f"error: {annotations}:2: invalid UTF-8 byte 0xFF at column 23\n" in stderr
+  assert not output_dir.exists()
+
+  manifest = build_vggsound.run(argv + ["--skip_bad_rows"]).to_json_dict()
+  assert manifest["counts"] == {"requested": 6, "written": 2, "failed": 4,
+                                "failed_by_reason": {"bad_row/malformed": 4}}
+  assert sorted(clip_id for ids in manifest["shard_clip_ids"].values() for clip_id in ids) == sorted(
+      f"yt_{ytid}_000001000" for ytid in good)
+  assert [c["name"] for c in manifest["label_map"]["classes"]] == ["cat meowing", "dog barking"]
+  ledger = read_ledger(str(output_dir / "ledger"))
+  bad_rows = {clip_id: r.message for clip_id, r in ledger.records.items() if r.reason_class == "bad_row"}
+  assert {entry["clip_id"] for entry in manifest["failed_clips"]} == set(bad_rows)
+  assert bad_rows.keys() == {f"bad_row_vggsound_csv_L{line}" for line in (2, 3, 4, 5)}
+  assert bad_rows["bad_row_vggsound_csv_L2"] == f"{annotations}:2: invalid UTF-8 byte 0xFF at column 23"
+  assert bad_rows["bad_row_vggsound_csv_L3"].startswith(
+      f"{annotations}:3: line of 2,000,019 characters is longer than the limit of 16,384: '{never_fetched[1]},1,xxx")
+  assert bad_rows["bad_row_vggsound_csv_L4"] == f"{annotations}:4: control character U+0000 '\\x00' at column 18"
+  assert bad_rows["bad_row_vggsound_csv_L5"].startswith(
+      f"{annotations}:5: label 'dog  barking' has stray whitespace")
+  assert all(len(message) < 300 for message in bad_rows.values())
+
+
+# ---------------------------------------------------------------------------
 # The default local runner: several worker processes.
 # ---------------------------------------------------------------------------
 def test_default_multi_process_runner_builds_the_same_records(serve, url_template, source_media, tmp_path):
