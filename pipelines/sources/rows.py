@@ -213,9 +213,16 @@ def read_lines(path: str | os.PathLike) -> Iterator[str]:
   An invalid UTF-8 byte does not raise: it arrives in its line as a lone
   surrogate (U+DC80..U+DCFF, Python's "surrogateescape"), and row_text
   reports that line, and only that line, as a bad row.
+
+  Raises:
+    BadFileError: the file cannot be opened (missing, a directory, no permission).
   """
-  # newline="" keeps "\r\n" whole so that physical line numbers stay exact.
-  with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+  try:
+    # newline="" keeps "\r\n" whole so that physical line numbers stay exact.
+    handle = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+  except OSError as error:
+    raise BadFileError(os.fspath(path), f"cannot be read: {error.strerror or error}") from None
+  with handle:
     yield from handle
 
 

@@ -285,3 +285,13 @@ def test_as500k_command_line_reports_bad_files_and_rows(tmp_path, samples, capsy
   printed = capsys.readouterr()
   assert printed.err == f"rejected {segments}:2: invalid UTF-8 byte 0xFF at column 35\n"
   assert "1 rows rejected" in printed.out
+
+
+def test_an_annotation_file_that_cannot_be_opened_is_a_clear_error(tmp_path, capsys):
+  from pipelines import build_vggsound
+
+  with pytest.raises(BadFileError, match=r"absent\.csv: cannot be read: No such file or directory"):
+    list(rows.read_lines(str(tmp_path / "absent.csv")))
+  assert build_vggsound.main(["--csv", str(tmp_path / "absent.csv"), "--output_dir", str(tmp_path / "out")]) == 2
+  assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'absent.csv'}: cannot be read: No such file or directory"
+  assert not (tmp_path / "out").exists()
