@@ -31,13 +31,14 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines import clip_requests, features, manifest as manifest_lib, refresh as refresh_lib, shards
+from pipelines import clip_requests, features, manifest as manifest_lib, refresh as refresh_lib, resume, shards
+from pipelines import work_list
 from pipelines.download import breaker, ledger as ledger_lib
 from pipelines.ledger_sink import WriteToLedger
 from pipelines.progress import ProgressMonitor
 from pipelines.sources.rows import ClipRequest, ParseResult, RejectedRow
 from shared import contract, files, layout
-from shared.failures import Reason
+from shared.failures import FailureClass, Reason
 from shared.manifest import Manifest, ManifestError, read_manifest
 from shared.media import decode
 
@@ -172,6 +173,21 @@ def bad_row_record(row: RejectedRow) -> ledger_lib.LedgerRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class ResumeState:
+  """What a run of this build that died left on the output filesystem (the checkpoint).
+
+  Attributes:
+    written_shards: the shards it finished (file names, one format).
+    records_staged: whether records it made wait in staging.
+    kept_failures: its permanent failures (from the ledger): not asked again.
+  """
+
+  written_shards: tuple[str, ...] = ()
+  records_staged: bool = False
+  kept_failures: tuple[ledger_lib.LedgerRecord, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class BuildPlan:
   """What a build of one split does.
 
@@ -180,12 +196,14 @@ class BuildPlan:
     options: the build's options.
     refresh: with --previous_build, what to carry over, fetch, or keep as failed.
     finished: the same build, already finished in the output directory: nothing to do.
+    resume: what an earlier run of this unfinished build left to resume from.
   """
 
   split: SplitToBuild
   options: BuildOptions
   refresh: Optional[refresh_lib.RefreshPlan] = None
   finished: Optional[Manifest] = None
+  resume: Optional[ResumeState] = None
 
   @property
   def layout(self) -> layout.BuildLayout:
@@ -197,15 +215,27 @@ class BuildPlan:
 
   @property
   def to_fetch(self) -> tuple[ClipRequest, ...]:
-    """The clips to fetch, by clip id."""
+    """The clips to fetch (or to recover from a dead run's checkpoint), by clip id."""
     requests = self.refresh.to_fetch if self.refresh else self.split.requests
-    return tuple(sorted(requests, key=lambda r: r.clip_id))
+    kept = {r.clip_id for r in self.resume.kept_failures} if self.resume else set()
+    return tuple(sorted((r for r in requests if r.clip_id not in kept), key=lambda r: r.clip_id))
 
   @property
   def known_failures(self) -> list[ledger_lib.LedgerRecord]:
-    """Failures known before anything is fetched: bad rows, and permanent failures a refresh keeps."""
-    known = [bad_row_record(row) for row in self.split.rejected]
-    return known + (list(self.refresh.carried_failures) if self.refresh else [])
+    """Failures known before anything is fetched: bad rows, and permanent failures kept from earlier."""
+    known = {record.clip_id: record for record in map(bad_row_record, self.split.rejected)}
+    for record in [*(self.refresh.carried_failures if self.refresh else ()),
+                   *(self.resume.kept_failures if self.resume else ())]:
+      known.setdefault(record.clip_id, record)
+    return [known[clip_id] for clip_id in sorted(known)]
+
+  @property
+  def carry_over(self) -> list[tuple[ClipRequest, str]]:
+    """A refresh's (request, previous shard) pairs, by clip id."""
+    if not self.refresh:
+      return []
+    by_id = {r.clip_id: r for r in self.split.requests}
+    return [(by_id[clip_id], shard) for clip_id, shard in sorted(self.refresh.carry_over.items())]
 
   @functools.cached_property
   def requests(self) -> clip_requests.Requests:
@@ -262,6 +292,13 @@ def plan_build(split: SplitToBuild, options: BuildOptions) -> BuildPlan:
                        f"({'; '.join(differences)}); build into a new directory with "
                        f"--previous_build={options.output_dir} to refresh it")
     return dataclasses.replace(plan, finished=finished)
+  if files.exists(plan.layout.requests):  # an earlier run of an unfinished build: resume it
+    asked_then = clip_requests.read_requests(plan.layout.requests)
+    if asked_then.fingerprint() != plan.requests.fingerprint():
+      raise BuildError(f"{options.output_dir} holds an unfinished build of other requests "
+                       f"({clip_requests.describe_difference(asked_then, plan.requests)}); build into a new "
+                       f"directory, or remove {options.output_dir} to start over")
+    plan = dataclasses.replace(plan, resume=checkpoint_of(plan))
   if options.previous_build:
     if os.path.normpath(options.previous_build) == os.path.normpath(options.output_dir):
       raise BuildError("--previous_build must differ from --output_dir (a refresh writes a new build)")
@@ -272,6 +309,27 @@ def plan_build(split: SplitToBuild, options: BuildOptions) -> BuildPlan:
       raise BuildError(str(error)) from error
     plan = dataclasses.replace(plan, refresh=refresh)
   return plan
+
+
+def checkpoint_of(plan: BuildPlan) -> ResumeState:
+  """What an earlier run of the plan's build left: finished shards, staged records, permanent failures."""
+  build = plan.layout
+  listed_format = plan.options.formats[0]
+  # A shard is finished when every format of it is (they are written one after the other).
+  written = tuple(
+      build.path(layout.shard_file_name(plan.split.split, index, plan.num_shards, listed_format))
+      for index in range(plan.num_shards)
+      if all(files.exists(build.shard(plan.split.split, index, plan.num_shards, fmt)) for fmt in plan.options.formats))
+  staged = bool(files.match(files.join(build.staging_dir, "*" + layout.STAGED_RECORD_SUFFIX)))
+  ledger = ledger_lib.read_ledger(build.ledger_dir, missing_ok=True)
+  wanted = {r.clip_id for r in plan.split.requests}
+  kept = tuple(record for clip_id, record in sorted(ledger.records.items())
+               if clip_id in wanted and record.status == ledger_lib.STATUS_FAILED
+               and record.reason_class == FailureClass.PERMANENT.value)
+  logging.info("resuming %s: %d shards finished, %s, %d permanent failures kept", build.root, len(written),
+               "records staged" if staged else "no record staged", len(kept))
+  return ResumeState(written_shards=tuple(os.path.basename(path) for path in written), records_staged=staged,
+                     kept_failures=kept)
 
 
 # ---------------------------------------------------------------------------
@@ -288,23 +346,30 @@ class BuildSplit(beam.PTransform):
   def expand(self, pipeline):
     plan, split, build = self._plan, self._plan.split, self._plan.layout
 
-    requests = pipeline | "ReadClipRequests" >> beam.Create(plan.to_fetch)
+    # The clips travel in a file, never in the job's graph.
+    work = pipeline | "ReadClipRequests" >> work_list.ReadWorkList(build.work_list)
+    requests = work.fetch
+    recovered = None
+    if plan.resume and (plan.resume.written_shards or plan.resume.records_staged):
+      recovered, requests = (requests, work.written_shards) | "ResumeFromCheckpoint" >> resume.ResumeFromCheckpoint(
+          plan.options.output_dir, shards_written=bool(plan.resume.written_shards),
+          records_staged=plan.resume.records_staged)
     fetched, fetch_failures = requests | "Fetch" >> self._fetch
     encoded, feature_failures = fetched | "ExtractFeatures" >> features.ExtractFeatures(
         plan.options.decode, require_audio=plan.options.require_audio)
     encoded = encoded | "StageRecords" >> shards.StageClips(build.staging_dir)
     if plan.refresh and plan.refresh.carry_over:
-      requests_by_id = {r.clip_id: r for r in split.requests}
-      carried = (pipeline
-                 | "CarryOverPreviousClips" >> refresh_lib.CarryOverPreviousClips(plan.refresh, requests_by_id)
+      carried = (work.carry_over
+                 | "CarryOverPreviousClips" >> refresh_lib.CarryOverPreviousClips(plan.refresh.previous_dir)
                  | "StageCarriedRecords" >> shards.StageClips(build.staging_dir))
       encoded = (encoded, carried) | "WithCarriedOver" >> beam.Flatten()
+    if recovered is not None:
+      encoded = (encoded, recovered) | "WithRecovered" >> beam.Flatten()
 
     shard_infos = encoded | "WriteShards" >> shards.WriteShards(
         plan.options.output_dir, split.split, plan.num_shards, plan.options.formats)
 
-    known = (pipeline
-             | "KnownFailures" >> beam.Create(plan.known_failures).with_output_types(ledger_lib.LedgerRecord))
+    known = work.known_failures
     not_yet_in_ledger = [feature_failures, known]
     if not getattr(self._fetch, "writes_ledger", False):  # e.g. EPIC's missing videos
       not_yet_in_ledger.append(fetch_failures)
@@ -343,6 +408,9 @@ def run_plan(plan: BuildPlan, fetch_step: beam.PTransform, options: PipelineOpti
   # Shards are written straight into it; nothing else may have created it (EPIC builds write no downloads).
   files.makedirs(plan.options.output_dir)
   clip_requests.write_requests(plan.layout.requests, plan.requests)
+  work_list.write_work_list(plan.layout.work_list, fetch=plan.to_fetch, carry_over=plan.carry_over,
+                            known_failures=plan.known_failures,
+                            written_shards=plan.resume.written_shards if plan.resume else ())
   pipeline = beam.Pipeline(options=options)
   split = plan.split
   _ = pipeline | f"Build_{split.dataset}_{split.split}" >> BuildSplit(plan, fetch_step)

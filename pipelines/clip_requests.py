@@ -57,7 +57,7 @@ class Requests:
 
   def lines(self) -> list[bytes]:
     """The canonical JSON lines, newline included."""
-    documents = [{"kind": _REQUEST, **_request_to_json(r)} for r in self.clips]
+    documents = [{"kind": _REQUEST, **request_to_json(r)} for r in self.clips]
     documents += [{"kind": _BAD_ROW, **dataclasses.asdict(b)} for b in self.bad_rows]
     return [(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8") for d in documents]
 
@@ -68,14 +68,15 @@ class Requests:
     return digest.hexdigest()
 
 
-def _request_to_json(request: ClipRequest) -> dict[str, Any]:
+def request_to_json(request: ClipRequest) -> dict[str, Any]:
+  """A request as a JSON object (request_from_json reads it back)."""
   document = dataclasses.asdict(request)
   document["label_indices"] = list(request.label_indices)
   document["label_names"] = list(request.label_names)
   return document
 
 
-def _request_from_json(document: Mapping[str, Any]) -> ClipRequest:
+def request_from_json(document: Mapping[str, Any]) -> ClipRequest:
   fields = {k: v for k, v in document.items() if k != "kind"}
   epic = fields.get("epic")
   if epic is not None:
@@ -101,7 +102,7 @@ def read_requests(path: str) -> Requests:
     if document.get("kind") == _BAD_ROW:
       bad_rows.append(BadRow(document["clip_id"], document["reason"]))
     else:
-      clips.append(_request_from_json(document))
+      clips.append(request_from_json(document))
   return Requests.of(clips, bad_rows)
 
 

@@ -27,7 +27,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import apache_beam as beam
 
-from pipelines import clip_requests
+from pipelines import clip_requests, shards
 from pipelines.download import ledger as ledger_lib
 from pipelines.shards import EncodedClip
 from pipelines.sources.rows import ClipRequest
@@ -128,36 +128,29 @@ def relabel(record: records.ClipRecord, request: ClipRequest) -> records.ClipRec
 
 
 class CarryOverPreviousClips(beam.PTransform):
-  """Reads the carried-over clips from the previous build's shards -> EncodedClips.
+  """(ClipRequest, previous shard name) pairs -> EncodedClips read from the previous build's shards.
 
   Joins the previous records with the current requests by clip id, so labels
   come from the current annotations; nothing is downloaded.
   """
 
-  def __init__(self, plan: RefreshPlan, requests_by_id: Mapping[str, ClipRequest]):
+  def __init__(self, previous_dir: str):
     super().__init__()
-    previous = layout.BuildLayout(plan.previous_dir)
-    self._shard_paths = sorted({previous.path(shard) for shard in plan.carry_over.values()})
-    self._carried = sorted((clip_id, requests_by_id[clip_id]) for clip_id in plan.carry_over)
+    self._previous_dir = previous_dir
 
-  def expand(self, pipeline):
-    carried_ids = frozenset(clip_id for clip_id, _ in self._carried)
+  def expand(self, carried):
+    previous = layout.BuildLayout(self._previous_dir)
 
-    def read_shard(path: str):
-      # The manifest names the TFRecord shard, or the ArrayRecord one in a build without TFRecords.
-      if path.endswith(records.ARRAY_RECORD_SUFFIX):
-        shard_records = records.read_array_record(path)
-      else:
-        shard_records = records.read_tfrecord(path)
-      for serialized in shard_records:
+    def records_of(path: str):
+      for serialized in shards.read_shard_records(path):
         record = records.decode(serialized)
-        if record.clip_id in carried_ids:
-          yield record.clip_id, record
+        yield record.clip_id, record
 
-    previous_records = (pipeline
-                        | "PreviousShardPaths" >> beam.Create(self._shard_paths)
-                        | "ReadPreviousShards" >> beam.FlatMap(read_shard))
-    requests = pipeline | "CarriedRequests" >> beam.Create(self._carried)
+    previous_records = (carried
+                        | "PreviousShardPaths" >> beam.Map(lambda pair: previous.path(pair[1]))
+                        | "EachShardOnce" >> beam.Distinct()
+                        | "ReadPreviousShards" >> beam.FlatMap(records_of))
+    requests = carried | "ByClipId" >> beam.Map(lambda pair: (pair[0].clip_id, pair[0]))
     return ({"record": previous_records, "request": requests}
             | "JoinWithCurrentAnnotations" >> beam.CoGroupByKey()
             | "Relabel" >> beam.FlatMap(_relabelled))
@@ -166,6 +159,8 @@ class CarryOverPreviousClips(beam.PTransform):
 def _relabelled(joined):
   clip_id, groups = joined
   found, requests = list(groups["record"]), list(groups["request"])
+  if not requests:
+    return  # in a carried shard, but not carried over
   if len(found) != 1 or len(requests) != 1:
     raise RefreshError(f"clip {clip_id}: {len(found)} previous records and {len(requests)} requests")
   yield EncodedClip.from_record(relabel(found[0], requests[0]))

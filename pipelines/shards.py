@@ -76,6 +76,13 @@ class ShardInfo:
   num_bytes: int
 
 
+def read_shard_records(path: str) -> Iterable[bytes]:
+  """The serialized records of a shard file, TFRecord or ArrayRecord by its name (local or gs://)."""
+  if path.endswith(records.ARRAY_RECORD_SUFFIX):
+    return records.read_array_record(path)
+  return records.read_tfrecord(path)
+
+
 def num_shards_for(num_clips: int, clips_per_shard: int) -> int:
   """Shard count for a build: at least one, about clips_per_shard clips each."""
   if clips_per_shard <= 0:
@@ -189,8 +196,10 @@ class WriteShards(beam.PTransform):
   def expand(self, clips):
     num_shards = self._num_shards
     keyed = clips | "KeyByShard" >> beam.Map(lambda clip: (shard_of(clip.clip_id, num_shards), clip))
+    # Made on a worker: the graph stays the same size whatever the number of shards.
     every_shard = (clips.pipeline
-                   | "EveryShardIndex" >> beam.Create([(index, None) for index in range(num_shards)]))
+                   | "ShardCount" >> beam.Create([num_shards])
+                   | "EveryShardIndex" >> beam.FlatMap(lambda count: ((index, None) for index in range(count))))
     return ((keyed, every_shard)
             | "MergeWithEmptyShards" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()

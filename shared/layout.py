@@ -9,7 +9,7 @@
     OUTPUT_DIR/refresh_report.json                  with --previous_build: kept / new / recovered / lost / failing
     OUTPUT_DIR/as500k_report.json                   AudioSet --split as500k: the subset's per-class report
     OUTPUT_DIR/media/                               downloaded sections (local builds), reused by re-runs
-    OUTPUT_DIR/staging/                             records waiting for their shard (empty when done)
+    OUTPUT_DIR/staging/                             records waiting for their shard, the work list (empty when done)
 
 Every builder and reader takes these paths from :class:`BuildLayout`, so the
 layout is spelled here only.
@@ -35,6 +35,7 @@ AS500K_REPORT_NAME = "as500k_report.json"
 MEDIA_DIR_NAME = "media"
 STAGING_DIR_NAME = "staging"
 STAGED_RECORD_SUFFIX = ".record"
+WORK_LIST_NAME = "work.jsonl.gz"
 
 
 class UnknownFormatError(ValueError):
@@ -99,6 +100,11 @@ class BuildLayout:
   @property
   def staging_dir(self) -> str:
     return self.path(STAGING_DIR_NAME)
+
+  @property
+  def work_list(self) -> str:
+    """What the pipeline does with each clip, written by the launcher (pipelines.work_list)."""
+    return files.join(self.staging_dir, WORK_LIST_NAME)
 
   def staged_record(self, clip_id: str) -> str:
     """Where a clip's record waits for its shard."""

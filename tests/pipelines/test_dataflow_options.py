@@ -17,6 +17,8 @@ from apache_beam.runners.dataflow.internal import apiclient
 from apache_beam.utils import proto_utils
 
 from pipelines import build, build_cli, build_vggsound, fetch
+from pipelines.sources.rows import ClipRequest
+from shared import contract
 
 from .conftest import write_lines
 
@@ -124,3 +126,28 @@ def test_dataflow_runner_dofns_survive_pickling(file_list, tmp_path):
       if payload.do_fn.payload:  # Beam's own primitives carry a URN instead
         rebuilt.append(type(pickler.loads(payload.do_fn.payload)[0]).__name__)
   assert {"_DownloadFn", "ExtractFeaturesFn", "_WriteShardFn", "_WriteLedgerFn"} <= set(rebuilt)
+
+
+def _dataflow_graph_bytes(num_requests: int, tmp_path) -> int:
+  """The serialized size of the Dataflow job graph of a build asking for `num_requests` clips."""
+  labels = contract.LabelMap.from_names("audioset", ["Speech"])
+  requests = tuple(ClipRequest(dataset="audioset", clip_id=f"yt_{i:011d}_000000000", source_id=f"{i:011d}",
+                               start_s=0.0, end_s=10.0, label_indices=(0,), label_names=("Speech",))
+                   for i in range(num_requests))
+  split = build.SplitToBuild(dataset="audioset", split="train", label_map=labels, requests=requests)
+  args, beam_args = build_cli.parse_args(build_vggsound.make_parser(), [
+      "--file_list", "unused.csv", "--output_dir", "gs://mbt-bucket/audioset/train", "--media_dir",
+      str(tmp_path / "m"), *OFFLINE_DATAFLOW_FLAGS])
+  plan = build.BuildPlan(split=split, options=build.BuildOptions.from_args(args))
+  pipeline = beam.Pipeline(options=build.pipeline_options(beam_args))
+  _ = pipeline | "Build" >> build.BuildSplit(
+      plan, fetch.FetchFromYouTube(build_cli.download_config(args), plan.layout.ledger_dir))
+  pipeline.run()  # --dry_run: translated for the service, not submitted
+  return len(pipeline.runner.proto_pipeline.SerializeToString())
+
+
+def test_the_job_graph_does_not_grow_with_the_clips(tmp_path):
+  # Dataflow refuses job requests over 20 MB; the clips travel in the work list file instead.
+  small, large = _dataflow_graph_bytes(1_000, tmp_path), _dataflow_graph_bytes(500_000, tmp_path)
+  assert large < 1_000_000
+  assert abs(large - small) <= 0.01 * small, (small, large)

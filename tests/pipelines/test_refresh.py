@@ -257,7 +257,8 @@ def test_carry_over_reads_a_previous_build_written_as_array_record_only(tmp_path
   plan = refresh.plan_refresh([request], str(previous), feature_options)
   assert (plan.to_fetch, dict(plan.carry_over)) == ((), {clip_id: "test-00000-of-00001.array_record"})
   pipeline = beam.Pipeline(options=build.pipeline_options([IN_MEMORY]))
-  carried = pipeline | refresh.CarryOverPreviousClips(plan, {clip_id: request})
+  carried = (pipeline | beam.Create([(request, shard) for shard in plan.carry_over.values()])
+             | refresh.CarryOverPreviousClips(str(previous)))
   assert_that(carried | beam.Map(lambda clip: (clip.clip_id, records.decode(clip.serialized).label_names)),
               equal_to([(clip_id, [DOG])]))
   pipeline.run().wait_until_finish()
