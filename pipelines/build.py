@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 from typing import Callable, Optional, Sequence
 
@@ -45,6 +46,16 @@ class BuildError(RuntimeError):
   """A build that cannot start or did not finish as it must."""
 
 
+# The longest span a build decodes (--max_span_seconds). A clip's record holds
+# every frame, so its memory grows with its span (measured: 590 MB peak for
+# 150 s of hard-to-compress 640x360 60 fps video); longer spans fail as
+# permanent/invalid_span instead of exhausting a worker. 150 s keeps every
+# annotated clip we know: EPIC-KITCHENS-100 validation's longest action is
+# 146.98 s (P31_10_30; 3 of 9,668 are over 120 s), VGGSound's and AudioSet's
+# clips are 10 s.
+DEFAULT_MAX_SPAN_S = 150.0
+
+
 # ---------------------------------------------------------------------------
 # Options: the build's, and Beam's.
 # ---------------------------------------------------------------------------
@@ -61,6 +72,8 @@ class BuildOptions:
     previous_build: a finished build to refresh from.
     recheck_unavailable: a refresh retries permanent failures too.
     progress_interval: seconds between progress lines on local runs (0: none).
+    max_span_s: clips whose span is longer fail as permanent/invalid_span,
+      unfetched.
   """
 
   output_dir: str
@@ -71,6 +84,7 @@ class BuildOptions:
   previous_build: Optional[str] = None
   recheck_unavailable: bool = False
   progress_interval: float = 0.0
+  max_span_s: float = DEFAULT_MAX_SPAN_S
 
   def __post_init__(self):
     unknown = set(self.formats) - set(layout.FORMATS)
@@ -78,6 +92,8 @@ class BuildOptions:
       raise BuildError(f"--formats must name some of {', '.join(layout.FORMATS)}, got {','.join(self.formats)!r}")
     if self.clips_per_shard <= 0:
       raise BuildError(f"--clips_per_shard must be positive, got {self.clips_per_shard}")
+    if not (self.max_span_s > 0 and math.isfinite(self.max_span_s)):
+      raise BuildError(f"--max_span_seconds must be a positive number of seconds, got {self.max_span_s}")
 
   @classmethod
   def from_args(cls, args: argparse.Namespace) -> "BuildOptions":
@@ -86,6 +102,7 @@ class BuildOptions:
         output_dir=args.output_dir, formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
         clips_per_shard=args.clips_per_shard, max_clips=args.max_clips, previous_build=args.previous_build,
         recheck_unavailable=args.recheck_unavailable, progress_interval=args.progress_interval,
+        max_span_s=args.max_span_seconds,
         decode=decode.DecodeOptions(short_side=args.frame_short_side, jpeg_quality=args.jpeg_quality,
                                     deadline_s=args.decode_deadline))
 
@@ -175,12 +192,15 @@ class BuildPlan:
     options: the build's options.
     refresh: with --previous_build, what to carry over, fetch, or keep as failed.
     finished: the same build, already finished in the output directory: nothing to do.
+    too_long: requested clips whose span is longer than options.max_span_s:
+      failed, never fetched.
   """
 
   split: SplitToBuild
   options: BuildOptions
   refresh: Optional[refresh_lib.RefreshPlan] = None
   finished: Optional[Manifest] = None
+  too_long: tuple[ClipRequest, ...] = ()
 
   @property
   def layout(self) -> layout.BuildLayout:
@@ -194,12 +214,14 @@ class BuildPlan:
   def to_fetch(self) -> tuple[ClipRequest, ...]:
     """The clips to fetch, by clip id."""
     requests = self.refresh.to_fetch if self.refresh else self.split.requests
-    return tuple(sorted(requests, key=lambda r: r.clip_id))
+    too_long = {r.clip_id for r in self.too_long}
+    return tuple(sorted((r for r in requests if r.clip_id not in too_long), key=lambda r: r.clip_id))
 
   @property
   def known_failures(self) -> list[ledger_lib.LedgerRecord]:
-    """Failures known before anything is fetched: bad rows, and permanent failures a refresh keeps."""
+    """Failures known before anything is fetched: bad rows, spans too long, permanent failures a refresh keeps."""
     known = [bad_row_record(row) for row in self.split.rejected]
+    known += [too_long_record(request, self.options.max_span_s) for request in self.too_long]
     return known + (list(self.refresh.carried_failures) if self.refresh else [])
 
   def is_built_by(self, manifest: Manifest) -> bool:
@@ -208,6 +230,13 @@ class BuildPlan:
     shard_options = self.options.shard_options
     recorded = {k: v for k, v in manifest.build_options.items() if k in shard_options}
     return manifest.written_clip_ids() | set(manifest.failure_reasons()) == wanted and recorded == shard_options
+
+
+def too_long_record(request: ClipRequest, max_span_s: float) -> ledger_lib.LedgerRecord:
+  """The failure of a clip whose span is longer than the build decodes."""
+  return features.failure_record(
+      request, Reason.INVALID_SPAN,
+      f"span of {request.duration_s:.3f} s is longer than --max_span_seconds={max_span_s:g}")
 
 
 def plan_build(split: SplitToBuild, options: BuildOptions) -> BuildPlan:
@@ -220,7 +249,8 @@ def plan_build(split: SplitToBuild, options: BuildOptions) -> BuildPlan:
   if options.max_clips is not None:
     split = dataclasses.replace(split, requests=tuple(sorted(split.requests, key=lambda r: r.clip_id)[
         :options.max_clips]))
-  plan = BuildPlan(split=split, options=options)
+  too_long = tuple(r for r in split.requests if r.duration_s > options.max_span_s)
+  plan = BuildPlan(split=split, options=options, too_long=too_long)
   try:
     finished = read_manifest(options.output_dir)
   except ManifestError:
@@ -234,7 +264,8 @@ def plan_build(split: SplitToBuild, options: BuildOptions) -> BuildPlan:
     if os.path.normpath(options.previous_build) == os.path.normpath(options.output_dir):
       raise BuildError("--previous_build must differ from --output_dir (a refresh writes a new build)")
     try:
-      refresh = refresh_lib.plan_refresh(split.requests, options.previous_build, options.record_options,
+      within = [r for r in split.requests if r.duration_s <= options.max_span_s]
+      refresh = refresh_lib.plan_refresh(within, options.previous_build, options.record_options,
                                          recheck_unavailable=options.recheck_unavailable)
     except refresh_lib.RefreshError as error:  # a user error: the entry points print it, no traceback
       raise BuildError(str(error)) from error
@@ -287,7 +318,8 @@ class BuildSplit(beam.PTransform):
             | "WriteManifest" >> manifest_lib.WriteManifest(
                 plan.options.output_dir, dataset=split.dataset, split=split.split, label_map=split.label_map,
                 requested=split.num_requested,
-                build_options={**plan.options.shard_options, "num_shards": plan.num_shards},
+                build_options={**plan.options.shard_options, "num_shards": plan.num_shards,
+                               "max_span_seconds": plan.options.max_span_s},
                 extra_label_maps={m.name: m for m in split.other_label_maps},
                 previous_build=plan.refresh.previous_dir if plan.refresh else None))
 
