@@ -47,7 +47,7 @@ class BuildError(RuntimeError):
 
 
 # The longest span a build decodes (--max_span_seconds). A clip's record holds
-# every frame, so its memory grows with its span (measured: 590 MB peak for
+# every frame, so its memory grows with its span (measured: 592 MB peak for
 # 150 s of hard-to-compress 640x360 60 fps video); longer spans fail as
 # permanent/invalid_span instead of exhausting a worker. 150 s keeps every
 # annotated clip we know: EPIC-KITCHENS-100 validation's longest action is
