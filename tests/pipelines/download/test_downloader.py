@@ -9,12 +9,15 @@ import shutil
 import socket
 
 import av
+import numpy as np
 import pytest
 
 from pipelines.download.backoff import RetryPolicy
 from shared.failures import FailureClass, Reason
 from pipelines.download.ledger import LedgerWriter, read_ledger
 from pipelines.download.results import DownloadRequest
+from shared import contract
+from shared.media import decode, generator
 from shared.media.generator import read_frame_code
 from testsupport.media_server import Fault, FaultKind
 
@@ -30,6 +33,16 @@ def frame_code_at(path: str, t: float) -> int:
       shown = frame
     assert shown is not None, f"no frame at or before {t} s in {path}"
     return read_frame_code(shown.to_ndarray(format="rgb24"))
+
+
+def audio_lag_samples(path: str, clip, start: float, end: float) -> int:
+  """How many 16 kHz samples late the file's audio of [start, end) plays, on the source's clock (the tone)."""
+  decoded = decode.decode_clip(path, start, end, decode.DecodeOptions(short_side=16), clock_origin_s=0.0)
+  margin = contract.MEL_FRAME_SHIFT_SAMPLES
+  times = start + np.arange(-margin, decoded.audio.size + margin) / contract.AUDIO_SAMPLE_RATE - clip.audio_start_s
+  reference = generator.tone_signal(times).astype(np.float64)
+  scores = np.correlate(reference, decoded.audio.astype(np.float64), mode="valid")  # index j: lag margin - j
+  return margin - int(np.argmax(scores))
 
 
 def request(ytid: str, start: float, end: float, clip_id: str | None = None) -> DownloadRequest:
@@ -105,6 +118,8 @@ def test_mpeg_ps_sections_keep_the_sources_clock_in_mp4(name, make_downloader, s
     # Presentation time t in the file is second t of the source, counted from its first timestamp.
     for t in (start + 0.02, start + 2.5, end - 0.02):
       assert frame_code_at(result.path, t) == source.source_frame_at(t)
+    if source.spec.audio:
+      assert abs(audio_lag_samples(result.path, source, start, end)) <= 2
 
 
 def test_exact_cuts_of_mpeg_ps_are_copied_to_keep_the_clock(make_downloader, serve_as, server, media):
