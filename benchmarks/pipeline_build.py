@@ -154,11 +154,10 @@ def media_core_worker(build_dir: str) -> None:
     if record.status != "ok":
       continue
     path = os.path.join(build_dir, "media", record.clip_id + ".mp4")
-    start = record.start_s - record.source_offset_s  # the span on the section file's clock
-    clips.append((record.clip_id, path, start, start + (record.end_s - record.start_s)))
+    clips.append((record.clip_id, path, record.start_s, record.end_s))
 
   def one_clip(clip_id, path, start, end):
-    decoded = decoder.decode(path, start, end)
+    decoded = decoder.decode(path, start, end, clock_origin_s=0.0)  # sections keep the source's clock
     melspec = logmel.log_mel(decoded.audio)
     return records.encode(records.ClipRecord(
         clip_id=clip_id, dataset="bench", source_id=clip_id, start_s=start, end_s=end,

@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import functools
 import logging
+import math
 import os
 from typing import Callable, Optional, Sequence
 
@@ -47,6 +48,16 @@ class BuildError(RuntimeError):
   """A build that cannot start or did not finish as it must."""
 
 
+# The longest span a build decodes (--max_span_seconds). A clip's record holds
+# every frame, so its memory grows with its span (measured: 592 MB peak for
+# 150 s of hard-to-compress 640x360 60 fps video); longer spans fail as
+# permanent/invalid_span instead of exhausting a worker. 150 s keeps every
+# annotated clip we know: EPIC-KITCHENS-100 validation's longest action is
+# 146.98 s (P31_10_30; 3 of 9,668 are over 120 s), VGGSound's and AudioSet's
+# clips are 10 s.
+DEFAULT_MAX_SPAN_S = 150.0
+
+
 # ---------------------------------------------------------------------------
 # Options: the build's, and Beam's.
 # ---------------------------------------------------------------------------
@@ -64,6 +75,8 @@ class BuildOptions:
     recheck_unavailable: a refresh retries permanent failures too.
     require_audio: clips without an audio stream fail instead of being stored silent.
     progress_interval: seconds between progress lines on local runs (0: none).
+    max_span_s: clips whose span is longer fail as permanent/invalid_span,
+      unfetched.
   """
 
   output_dir: str
@@ -75,6 +88,7 @@ class BuildOptions:
   recheck_unavailable: bool = False
   require_audio: bool = False
   progress_interval: float = 0.0
+  max_span_s: float = DEFAULT_MAX_SPAN_S
 
   def __post_init__(self):
     unknown = set(self.formats) - set(layout.FORMATS)
@@ -82,6 +96,8 @@ class BuildOptions:
       raise BuildError(f"--formats must name some of {', '.join(layout.FORMATS)}, got {','.join(self.formats)!r}")
     if self.clips_per_shard <= 0:
       raise BuildError(f"--clips_per_shard must be positive, got {self.clips_per_shard}")
+    if not (self.max_span_s > 0 and math.isfinite(self.max_span_s)):
+      raise BuildError(f"--max_span_seconds must be a positive number of seconds, got {self.max_span_s}")
 
   @classmethod
   def from_args(cls, args: argparse.Namespace) -> "BuildOptions":
@@ -90,7 +106,7 @@ class BuildOptions:
         output_dir=args.output_dir, formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
         clips_per_shard=args.clips_per_shard, max_clips=args.max_clips, previous_build=args.previous_build,
         recheck_unavailable=args.recheck_unavailable, require_audio=args.require_audio,
-        progress_interval=args.progress_interval,
+        progress_interval=args.progress_interval, max_span_s=args.max_span_seconds,
         decode=decode.DecodeOptions(short_side=args.frame_short_side, jpeg_quality=args.jpeg_quality,
                                     deadline_s=args.decode_deadline))
 
@@ -103,7 +119,7 @@ class BuildOptions:
   def shard_options(self) -> dict:
     """The options that shape the records and the shard set (recorded in the manifest)."""
     return {**self.record_options, "formats": ",".join(self.formats), "clips_per_shard": self.clips_per_shard,
-            "require_audio": self.require_audio}
+            "require_audio": self.require_audio, "max_span_seconds": self.max_span_s}
 
 
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
@@ -197,6 +213,8 @@ class BuildPlan:
     refresh: with --previous_build, what to carry over, fetch, or keep as failed.
     finished: the same build, already finished in the output directory: nothing to do.
     resume: what an earlier run of this unfinished build left to resume from.
+    too_long: requested clips whose span is longer than options.max_span_s:
+      failed, never fetched.
   """
 
   split: SplitToBuild
@@ -204,6 +222,7 @@ class BuildPlan:
   refresh: Optional[refresh_lib.RefreshPlan] = None
   finished: Optional[Manifest] = None
   resume: Optional[ResumeState] = None
+  too_long: tuple[ClipRequest, ...] = ()
 
   @property
   def layout(self) -> layout.BuildLayout:
@@ -217,13 +236,15 @@ class BuildPlan:
   def to_fetch(self) -> tuple[ClipRequest, ...]:
     """The clips to fetch (or to recover from a dead run's checkpoint), by clip id."""
     requests = self.refresh.to_fetch if self.refresh else self.split.requests
-    kept = {r.clip_id for r in self.resume.kept_failures} if self.resume else set()
-    return tuple(sorted((r for r in requests if r.clip_id not in kept), key=lambda r: r.clip_id))
+    not_fetched = {r.clip_id for r in self.too_long}
+    not_fetched |= {r.clip_id for r in self.resume.kept_failures} if self.resume else set()
+    return tuple(sorted((r for r in requests if r.clip_id not in not_fetched), key=lambda r: r.clip_id))
 
   @property
   def known_failures(self) -> list[ledger_lib.LedgerRecord]:
-    """Failures known before anything is fetched: bad rows, and permanent failures kept from earlier."""
+    """Failures known before anything is fetched: bad rows, spans too long, permanent failures kept from earlier."""
     known = {record.clip_id: record for record in map(bad_row_record, self.split.rejected)}
+    known.update((r.clip_id, too_long_record(r, self.options.max_span_s)) for r in self.too_long)
     for record in [*(self.refresh.carried_failures if self.refresh else ()),
                    *(self.resume.kept_failures if self.resume else ())]:
       known.setdefault(record.clip_id, record)
@@ -267,6 +288,13 @@ class BuildPlan:
     return differences
 
 
+def too_long_record(request: ClipRequest, max_span_s: float) -> ledger_lib.LedgerRecord:
+  """The failure of a clip whose span is longer than the build decodes."""
+  return features.failure_record(
+      request, Reason.INVALID_SPAN,
+      f"span of {request.duration_s:.3f} s is longer than --max_span_seconds={max_span_s:g}")
+
+
 def plan_build(split: SplitToBuild, options: BuildOptions) -> BuildPlan:
   """Decides what the build does, reading (never writing) the output and previous builds.
 
@@ -277,7 +305,8 @@ def plan_build(split: SplitToBuild, options: BuildOptions) -> BuildPlan:
   if options.max_clips is not None:
     split = dataclasses.replace(split, requests=tuple(sorted(split.requests, key=lambda r: r.clip_id)[
         :options.max_clips]))
-  plan = BuildPlan(split=split, options=options)
+  too_long = tuple(r for r in split.requests if r.duration_s > options.max_span_s)
+  plan = BuildPlan(split=split, options=options, too_long=too_long)
   try:
     finished = read_manifest(options.output_dir)
   except ManifestError:
@@ -303,7 +332,8 @@ def plan_build(split: SplitToBuild, options: BuildOptions) -> BuildPlan:
     if os.path.normpath(options.previous_build) == os.path.normpath(options.output_dir):
       raise BuildError("--previous_build must differ from --output_dir (a refresh writes a new build)")
     try:
-      refresh = refresh_lib.plan_refresh(split.requests, options.previous_build, options.record_options,
+      within = [r for r in split.requests if r.duration_s <= options.max_span_s]
+      refresh = refresh_lib.plan_refresh(within, options.previous_build, options.record_options,
                                          recheck_unavailable=options.recheck_unavailable)
     except refresh_lib.RefreshError as error:  # a user error: the entry points print it, no traceback
       raise BuildError(str(error)) from error

@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence
 import apache_beam as beam
 
 from pipelines import fetch
-from pipelines.build import BuildError
+from pipelines.build import DEFAULT_MAX_SPAN_S, BuildError
 from pipelines.download import options as download_options
 from pipelines.download.downloader import DownloadConfig
 from shared import contract, files, layout
@@ -54,6 +54,10 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
                      "them with has_audio=0 and the log-mel of silence")
   group.add_argument("--decode_deadline", type=float, default=300.0,
                      help="seconds one clip's decode may take before it fails (default 300)")
+  group.add_argument("--max_span_seconds", type=float, default=DEFAULT_MAX_SPAN_S,
+                     help="clips longer than this fail as permanent/invalid_span, unfetched: a record holds "
+                     f"every frame, so memory grows with the span (default {DEFAULT_MAX_SPAN_S:g}, above "
+                     "EPIC-KITCHENS-100's longest action, 147 s)")
   group.add_argument("--progress_interval", type=float, default=15.0,
                      help="seconds between progress lines on local runs (0: none)")
 

@@ -27,18 +27,25 @@ FAILED = "failed"  # the tag of every stage's failure output
 class FetchedClip:
   """A clip whose media is on a local (or mounted) path, ready to decode.
 
+  The contract's clock counts from the source's first timestamp; the file's
+  clock counts from media_clock_origin_s.
+
   Attributes:
     request: the clip asked for.
     media_path: the file holding it.
     media_start_s: where second `request.start_s` of the source lies on the
-      file's own clock, measured from its container start (section downloads
-      start the file near the span; an EPIC video is the whole source, so
-      there it equals request.start_s).
+      file's clock (an EPIC video is the whole source and a downloaded
+      section keeps the source's clock, so both give request.start_s).
+    media_clock_origin_s: the presentation time in the file where its clock
+      is 0; None: the file's first timestamp, right for a whole source (an
+      EPIC video); 0 for a downloaded section, whose timestamps are the
+      source's own.
   """
 
   request: ClipRequest
   media_path: str
   media_start_s: float
+  media_clock_origin_s: Optional[float] = None
 
 
 def failure_record(request: ClipRequest, reason: Reason, message: str, attempts: int = 0) -> ledger.LedgerRecord:
@@ -118,7 +125,7 @@ class ExtractFeaturesFn(beam.DoFn):
     file_start = fetched.media_start_s
     file_end = file_start + request.duration_s
     try:
-      decoded = self._decoder.decode(fetched.media_path, file_start, file_end)
+      decoded = self._decoder.decode(fetched.media_path, file_start, file_end, fetched.media_clock_origin_s)
       if self._require_audio and not decoded.has_audio:
         raise errors.NoAudioStreamError(fetched.media_path, "no audio stream, and the build requires audio")
       record = make_record(fetched, decoded)

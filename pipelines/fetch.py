@@ -72,8 +72,9 @@ class _DownloadFn(_CountingDoFn):
       yield beam.pvalue.TaggedOutput(FAILED, record)
       return
     self._count("reused_from_media_dir" if result.attempts == 0 else "downloaded")
-    file_start, _ = result.file_span_s
-    yield FetchedClip(request=request, media_path=result.path, media_start_s=file_start)
+    # The section keeps the source's clock: the span as asked, from presentation time 0.
+    yield FetchedClip(request=request, media_path=result.path, media_start_s=request.start_s,
+                      media_clock_origin_s=result.clock_origin_s)
 
 
 class FetchFromYouTube(beam.PTransform):

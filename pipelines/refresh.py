@@ -32,7 +32,7 @@ from pipelines.download import ledger as ledger_lib
 from pipelines.shards import EncodedClip
 from pipelines.sources.rows import ClipRequest
 from shared import contract, files, layout, records
-from shared.failures import FailureClass
+from shared.failures import FailureClass, Reason
 from shared.manifest import Manifest, ManifestError, read_manifest
 
 # Build options that change the bytes of a record: a previous build made with
@@ -107,7 +107,10 @@ def plan_refresh(requests: Sequence[ClipRequest], previous_dir: str, build_optio
       carry_over[request.clip_id] = in_shards[request.clip_id]
       continue
     failure = previous_failures.get(request.clip_id)
-    if failure is not None and failure.reason_class == FailureClass.PERMANENT.value and not recheck_unavailable:
+    # A span refused as invalid was judged by the build (its annotations and
+    # --max_span_seconds), not by YouTube: this build judges it again.
+    if (failure is not None and failure.reason_class == FailureClass.PERMANENT.value and not recheck_unavailable
+        and failure.reason != Reason.INVALID_SPAN.value):
       carried_failures.append(failure)
       continue
     to_fetch.append(request)

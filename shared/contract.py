@@ -8,6 +8,15 @@ refuses shards whose recorded contract differs from :func:`contract_parameters`.
 
 The record layout is the one Scenic's MBT reader expects (three keys, below);
 everything else is ours and free to add.
+
+The clock. A clip is a span [s, e) of a source, in seconds of the source's own
+clock counted from its first timestamp: the container's start time (FFmpeg's
+earliest presentation of any stream), where players and ``ffmpeg -ss`` count
+from too, whatever the source's raw timestamps (an MPEG-PS file made by FFmpeg
+starts at 0.54 s, an MP4 wherever its edit list says). Frame k of the span is
+the source frame shown at s + k / VIDEO_FPS on that clock, and audio sample 0
+is at s. This holds on every path a build takes: a local video is decoded on
+its own clock, and a downloaded section keeps its source's.
 """
 
 from __future__ import annotations
@@ -73,8 +82,8 @@ SCHEMA_VERSION_KEY = "clip/schema_version"  # int64
 DATASET_KEY = "clip/dataset"  # bytes, e.g. b"vggsound"
 CLIP_ID_KEY = "clip/id"  # bytes, unique and filesystem safe
 SOURCE_ID_KEY = "clip/source_id"  # bytes, YouTube id or EPIC video id
-START_KEY = "clip/start/seconds"  # float, span start in the source
-END_KEY = "clip/end/seconds"  # float, span end in the source
+START_KEY = "clip/start/seconds"  # float, span start, seconds from the source's first timestamp
+END_KEY = "clip/end/seconds"  # float, span end, same clock
 LABEL_TEXT_KEY = "clip/label/text"  # bytes list, one per index in LABEL_INDEX_KEY
 VERB_INDEX_KEY = "clip/label/verb_index"  # int64 (EPIC-KITCHENS)
 NOUN_INDEX_KEY = "clip/label/noun_index"  # int64 (EPIC-KITCHENS)
@@ -97,7 +106,7 @@ NO_LABEL = -1
 # Shapes.
 # ---------------------------------------------------------------------------
 def num_frames(duration_s: float) -> int:
-  """Frames sampled at VIDEO_FPS from a span of this length (t = k / fps, t < end)."""
+  """Frames sampled at VIDEO_FPS from a span of this length (t = s + k / fps, t < e; the clock above)."""
   if duration_s <= 0:
     raise ValueError(f"span length must be positive, got {duration_s}")
   # Frame k sits at k / fps; keep every k with k / fps < duration. The small

@@ -84,7 +84,8 @@ class Reason(str, enum.Enum):
   INVALID_ID = ("invalid_id", FailureClass.PERMANENT, "the YouTube id is malformed (nothing was requested)")
   UNSAFE_CLIP_ID = ("unsafe_clip_id", FailureClass.PERMANENT,
                     "the clip id would make an unsafe file name (nothing was requested)")
-  INVALID_SPAN = ("invalid_span", FailureClass.PERMANENT, "the span is empty, reversed, negative or not finite")
+  INVALID_SPAN = ("invalid_span", FailureClass.PERMANENT,
+                  "the span is empty, reversed, negative, not finite or longer than --max_span_seconds")
   MISSING_VIDEO = ("missing_video", FailureClass.PERMANENT, "the clip's local video file does not exist")
   # Transient: try again later.
   RATE_LIMITED = ("rate_limited", FailureClass.TRANSIENT, "HTTP 429 or YouTube's session rate limit")

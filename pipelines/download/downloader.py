@@ -9,18 +9,30 @@ exponential backoff and jitter, honouring Retry-After; permanent ones never.
 Every clip yields one typed result: :class:`DownloadSuccess` or
 :class:`DownloadFailure`.
 
-Sections and their clock. yt-dlp cuts sections by running ffmpeg on the remote
-URL with ``-ss``/``-t``. Without ``force_keyframes_at_cuts`` ffmpeg copies
-the streams and the cut snaps back to the keyframe before the section start:
-cheap, no re-encoding, and with the margin the span is always inside. Where the
-file then starts depends on the container (an mp4 gets an edit list, a webm
-does not), so we have ffmpeg keep the source's clock (``-copyts
--start_at_zero``): presentation time t in the downloaded file is second t of
-the source, whatever the container or the keyframe spacing. The result
-records the file's start on that clock (``source_offset_s``, its container
-start time) for decoders that measure time from the file's start.
+Sections and their clock. A span [s, e) counts seconds from the source's
+first timestamp (its container start time), as players and ``ffmpeg -ss`` do
+and as a local file is decoded. yt-dlp cuts sections by running ffmpeg on the
+remote URL with ``-ss``/``-t``; without ``force_keyframes_at_cuts`` ffmpeg
+copies the streams and the cut snaps back to the keyframe before the section
+start: cheap, no re-encoding, and with the margin the span is always inside.
+What each step does to timestamps, measured with FFmpeg 9:
+
+* ``-ss`` seeks to that many seconds after the input's first timestamp, and
+  ``-copyts -start_at_zero`` hands the muxer the input's timestamps minus that
+  first timestamp: source second t (on the span's clock) at time t;
+* ``-fflags +genpts`` fills in the timestamps MPEG-PS and MPEG-TS leave out
+  (without it ffmpeg hands an MP4 muxer frames a frame early, and an MPEG-PS
+  one no timestamps at all after a seek);
+* MP4 (an edit list), Matroska and WebM keep the timestamps as handed over;
+  the MPEG-PS muxer moves a clock that starts below its 0.5 s preload up to it
+  (a section from 0 s starts at 0.54 s) and MPEG-TS adds 1.4 s. So sections of
+  such formats are written as MP4 instead (:class:`_KeepTheClockInMp4`).
+
+So presentation time t in a downloaded file is second t of the source: decode
+it with ``clock_origin_s=0`` (:attr:`DownloadSuccess.clock_origin_s`). The
+result also records where the file starts on that clock (``source_offset_s``).
 ``exact_cuts=True`` re-encodes for frame-exact cuts instead (slower, lossy);
-the clock rule is the same.
+the clock rule is the same, and MPEG-PS/TS sections are copied regardless.
 
 Requests. yt-dlp is handed a URL from the validated id (never the bare id, which
 may start with "-"); the URL template points at YouTube or at a mirror. yt-dlp's
@@ -57,6 +69,7 @@ from typing import Callable, Iterable, Iterator, Optional
 
 import yt_dlp
 import yt_dlp.utils
+from yt_dlp.postprocessor.common import PostProcessor
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
 from pipelines.download import ffmpeg_log, youtube
@@ -76,6 +89,10 @@ ytdlp_logger = logging.getLogger("pipelines.download.ytdlp")
 
 # Extensions a finished download can have; anything else in the work directory is not ours.
 MEDIA_EXTENSIONS = ("mp4", "webm", "mkv", "m4a", "mov", "mpg", "ts", "flv", "3gp", "opus", "ogg", "mp3")
+# Formats whose muxers move the timestamps they are handed (MPEG-PS up to its
+# preload, MPEG-TS by its mux delay): a section in one would lose the source's
+# clock, so it is written as MP4 instead, and such a file is never reused.
+CLOCK_MOVING_EXTENSIONS = ("mpg", "mpeg", "m2p", "vob", "ts", "m2ts", "mts")
 PARTIAL_DIR_NAME = ".partial"
 _MAX_MESSAGE_CHARS = 1000
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
@@ -176,6 +193,23 @@ class DownloadConfig:
       raise ValueError(f"max_missing_s must not be negative, got {self.max_missing_s}")
     if self.cookies_file is not None and not os.path.isfile(self.cookies_file):
       raise FileNotFoundError(f"cookies file not found: {self.cookies_file}")
+
+
+class _KeepTheClockInMp4(PostProcessor):
+  """Before the download: a format in a container that moves timestamps is written as MP4.
+
+  Runs on the chosen format (yt-dlp's "video" stage), before the file name and
+  ffmpeg's output format are decided from its extension. Such a section is
+  also copied, never re-encoded for exact cuts: ffmpeg decoding MPEG-PS after
+  an input seek shifts every frame by one (measured: +40 ms at 25 fps).
+  """
+
+  def run(self, info):
+    if str(info.get("ext", "")).lower() in CLOCK_MOVING_EXTENSIONS:
+      info["ext"] = "mp4"
+      # Each attempt has its own YoutubeDL, so this changes this download only.
+      self._downloader.params["force_keyframes_at_cuts"] = False
+    return [], info
 
 
 class _AttemptFailed(Exception):
@@ -375,6 +409,9 @@ class ClipDownloader:
 
   def _reuse_existing(self, clip: ClipSpan) -> Optional[DownloadSuccess]:
     for path in self._existing_files(clip.clip_id):
+      if os.path.splitext(path)[1][1:].lower() in CLOCK_MOVING_EXTENSIONS:
+        logger.info("clip %s: %s does not keep the source's clock; downloading again", clip.clip_id, path)
+        continue
       try:
         media = self._verify(path, clip)
       except InvalidMediaError as error:
@@ -469,6 +506,7 @@ class ClipDownloader:
   def _run_ytdlp(self, url: str, params: dict) -> dict:
     FFmpegPostProcessor._ffmpeg_location.set(self._ffmpeg.path)
     with yt_dlp.YoutubeDL(params) as ydl:
+      ydl.add_post_processor(_KeepTheClockInMp4(), when="video")
       info = ydl.extract_info(url, download=True)
     if info is None:
       raise yt_dlp.utils.DownloadError("yt-dlp returned no information")
@@ -478,7 +516,7 @@ class ClipDownloader:
     config = self.config
     ffmpeg_input_args = [
         # Keep the source's clock in the file (see the module docstring).
-        "-copyts", "-start_at_zero",
+        "-copyts", "-start_at_zero", "-fflags", "+genpts",
         # ffmpeg waits forever on a stalled server without this (microseconds).
         "-rw_timeout", str(int(config.socket_timeout_s * 1_000_000)),
         "-loglevel", "warning", "-nostats",

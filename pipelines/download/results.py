@@ -41,8 +41,10 @@ class DownloadSuccess:
   """A clip whose file is on disk, decodes and covers its span.
 
   The file keeps the source's clock: presentation time t in the file is second
-  t of the source. A decoder that measures time from the file's start (its
-  container start time) finds source second t at ``t - source_offset_s``.
+  t of the source, counted from the source's first timestamp (the clock spans
+  are given on). Decode the span with ``clock_origin_s=clock_origin_s`` (0);
+  a decoder that measures time from the file's own start (its container start
+  time) finds source second t at ``t - source_offset_s`` instead.
 
   Attributes:
     clip_id: the clip.
@@ -77,10 +79,17 @@ class DownloadSuccess:
 
   ok = True
   status = "ok"
+  # Presentation time in the file of the source's second 0.
+  clock_origin_s = 0.0
 
   @property
   def file_span_s(self) -> tuple[float, float]:
-    """The span on the file's own clock (from its container start), as decoders take it."""
+    """The span on the file's own clock (from its container start).
+
+    Negative at the start when the file starts after the span's start (by at
+    most the verification's max_missing_s); decoding with clock_origin_s
+    needs no such shift.
+    """
     return self.start_s - self.source_offset_s, self.end_s - self.source_offset_s
 
 

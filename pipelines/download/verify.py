@@ -7,8 +7,9 @@ does it, with PyAV directly, so it can later be swapped for
 ``shared.media.decode`` without touching the downloader.
 
 Times here are presentation times in the file, in seconds. The downloader has
-ffmpeg keep the source's clock (``-copyts -start_at_zero``), so they equal
-seconds of the source: the span is checked as given.
+ffmpeg keep the source's clock (see pipelines.download.downloader), so they
+equal seconds of the source from its first timestamp: the span is checked as
+given. The file's own first timestamp is reported as its origin.
 """
 
 from __future__ import annotations
@@ -66,10 +67,11 @@ class MediaCheck:
   """What verification found in a downloaded file.
 
   Attributes:
-    origin_s: the file clock's zero: the container start time (the earliest
-      presentation of any stream) in presentation seconds. Decoders that
-      measure time from the container start find presentation time t at
-      t - origin_s.
+    origin_s: the file's first timestamp: its container start time (the
+      earliest presentation of any stream) in presentation seconds; for a
+      section that keeps its source's clock, where the section starts in the
+      source. Decoders that measure time from the container start find
+      presentation time t at t - origin_s.
     video: coverage of the first video stream, None without one.
     audio: coverage of the first audio stream, None without one.
     width: video frame width, None without video.

@@ -1,8 +1,7 @@
 """Decodes one span of a media file into the contract's frames and audio.
 
 :func:`decode_clip` (or :class:`ClipDecoder`, which holds the options) takes any
-file FFmpeg reads and a span [start_s, end_s) in seconds on the file's own clock
-(from the container's start_time, FFmpeg's earliest presentation of any stream)
+file FFmpeg reads and a span [start_s, end_s) in seconds on the span's clock,
 and returns:
 
 * video: one JPEG per contract.VIDEO_FPS sample time t_k = start_s + k / fps,
@@ -17,6 +16,22 @@ and returns:
   streams land where they belong), silence where the source has none. Stereo
   and surround are averaged to mono.
 
+The span's clock. Second 0 is, by default, the media's first timestamp: the
+container's start_time, FFmpeg's earliest presentation of any stream, where
+players and ``ffmpeg -ss`` count from too (an MPEG-PS file made by FFmpeg
+starts at 0.54 s, an MP4 with an edit list wherever the edit says). That is
+the contract's clock for a whole source file (an EPIC-KITCHENS video). A file
+whose timestamps already count from another zero passes it as
+``clock_origin_s``: a section downloaded by pipelines.download keeps its
+source's clock in its timestamps, so its origin is presentation time 0, not
+the section's own first timestamp.
+
+Memory does not grow with the span beyond its output: each frame is resized
+and JPEG-encoded as soon as its sample time is known and the decoded frame
+dropped (at most one is held, 6 MB at 1080p), sample times are computed as
+they are needed, and :meth:`ClipDecoder.stream` hands the JPEGs out one by one
+as they are made, for callers that need not keep them all.
+
 It seeks to the keyframe before the span and decodes only up to its end, so a
 few seconds out of an hour of EPIC-KITCHENS costs a few seconds of decoding.
 Time comparisons use exact rationals (the streams' own time bases), so a
@@ -24,20 +39,21 @@ sample time that falls exactly on a frame boundary (25 fps sampling of 50 fps)
 picks the frame that starts there.
 
 Failures are typed (:mod:`shared.media.errors`): a missing audio stream is not
-one (silence, has_audio False); a span past the end of the media is padded
-(last frame repeated, zero audio) and says so in decoded_duration_s and
+one (silence, has_audio False); a span past either end of the media is padded
+(the nearest frame repeated, zero audio) and says so in decoded_duration_s and
 padded_frames.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import fractions
 import io
 import math
 import numbers
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import av
 import numpy as np
@@ -68,6 +84,9 @@ _AVFMT_TS_DISCONT = 0x0200  # libavformat's flag for such formats
 _TIMESTAMP_RESYNC_MARGIN_S = 1.0
 # Seeks retried this much earlier each time the demuxer lands after the span.
 _SEEK_RETRY_BACKOFF_S = (1.0, 4.0, 16.0)
+# After a seek, encoded frames are held back until the audio shows the seek
+# did not land after the span; past this many (10 s) they go out regardless.
+_MAX_UNCONFIRMED_FRAMES = 10 * contract.VIDEO_FPS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,10 +139,12 @@ class DecodedClip:
 
   Attributes:
     path: the file decoded.
-    start_s: span start, seconds from the container's start_time.
+    start_s: span start, seconds on the span's clock (by default from the
+      container's start_time, the media's first timestamp).
     end_s: span end (exclusive), same clock.
     jpeg_frames: one JPEG per contract.VIDEO_FPS sample time of the span;
-      len == contract.num_frames(end_s - start_s).
+      len == contract.num_frames(end_s - start_s) (empty from a FrameStream
+      that did not keep them).
     frame_width: width of the stored frames.
     frame_height: height of the stored frames.
     audio: float32 [contract.num_audio_samples(end_s - start_s)] mono samples
@@ -277,13 +298,15 @@ class ClipDecoder:
   def __init__(self, options: DecodeOptions = DecodeOptions()):
     self.options = options
 
-  def decode(self, path: str, start_s: float, end_s: float) -> DecodedClip:
+  def decode(self, path: str, start_s: float, end_s: float, clock_origin_s: Optional[float] = None) -> DecodedClip:
     """Decodes [start_s, end_s) of `path`; see the module docstring.
 
     Args:
       path: a media file FFmpeg can read.
-      start_s: span start, seconds from the container's start_time, >= 0.
+      start_s: span start, seconds on the span's clock, >= 0.
       end_s: span end, seconds, > start_s. May lie past the end of the media.
+      clock_origin_s: the presentation time (seconds) of the clock's zero;
+        None: the container's start_time, the media's first timestamp.
 
     Returns:
       The decoded clip.
@@ -296,17 +319,24 @@ class ClipDecoder:
       NoVideoStreamError: the file has no video stream.
       DecodeTimeoutError: decoding exceeded options.deadline_s.
     """
-    start_s, end_s = _check_span(start_s, end_s)
-    deadline = time.monotonic() + self.options.deadline_s
-    start = Fraction(start_s)
-    # Seek, and if the demuxer lands after the start, seek earlier; the last
-    # attempt (None) decodes from the beginning and cannot overshoot.
-    for seek_back in (0.0,) + _SEEK_RETRY_BACKOFF_S + (None,):
-      try:
-        return self._decode_once(path, start_s, end_s, start, seek_back, deadline)
-      except _SeekOvershoot:
-        continue
-    raise AssertionError("unreachable: decoding from the beginning cannot overshoot")
+    frames = self.stream(path, start_s, end_s, clock_origin_s, keep_frames=True)
+    for _ in frames:
+      pass
+    return frames.clip
+
+  def stream(self, path: str, start_s: float, end_s: float, clock_origin_s: Optional[float] = None,
+             keep_frames: bool = False) -> "FrameStream":
+    """The span's JPEG frames, handed out one by one as they are encoded.
+
+    Same arguments and errors as :meth:`decode` (errors are raised while
+    iterating; InvalidSpanError at once). Iterate the result for the frames;
+    once it is exhausted, its ``clip`` holds the rest of the decode.
+
+    Args:
+      keep_frames: also keep every JPEG in ``clip.jpeg_frames`` (what
+        :meth:`decode` does); otherwise that list stays empty.
+    """
+    return FrameStream(self, path, start_s, end_s, clock_origin_s, keep_frames)
 
   # -------------------------------------------------------------------------
   def _open(self, path: str) -> av.container.InputContainer:
@@ -322,11 +352,70 @@ class ClipDecoder:
     except av.FFmpegError as e:
       raise errors.CorruptMediaError(path, f"FFmpeg cannot open it ({e})") from e
 
-  def _decode_once(self, path: str, start_s: float, end_s: float, start: Fraction,
-                   seek_back: Optional[float], deadline: float) -> DecodedClip:
-    """One attempt: seek `seek_back` s before the preroll (None: no seek), decode."""
-    options = self.options
-    container = self._open(path)
+
+class FrameStream:
+  """One span being decoded: iterating yields its JPEG frames in order, as they are made.
+
+  Frame k is yielded as soon as the source frame shown at its sample time is
+  known (when the next source frame arrives), so a consumer holds what it
+  keeps and the decoder one decoded frame, whatever the span's length. Right
+  after a seek, frames wait until the first video and audio frames show the
+  seek did not land after the span (then it seeks again, so nothing yielded is
+  ever taken back); at most _MAX_UNCONFIRMED_FRAMES wait.
+
+  Iterate it once. Attributes:
+    clip: once iteration has ended, the DecodedClip (its jpeg_frames empty
+      unless keep_frames); None before.
+    decoded_until_s: span-clock time of the latest decoded video frame, None
+      before the first (shows how far decoding has got while frames come out).
+  """
+
+  def __init__(self, decoder: ClipDecoder, path: str, start_s: float, end_s: float,
+               clock_origin_s: Optional[float], keep_frames: bool):
+    self._decoder = decoder
+    self._path = path
+    self._start_s, self._end_s = _check_span(start_s, end_s)
+    if clock_origin_s is not None and (isinstance(clock_origin_s, bool) or not isinstance(
+        clock_origin_s, numbers.Real) or not math.isfinite(clock_origin_s)):
+      raise errors.InvalidSpanError(f"clock_origin_s must be a finite number of seconds, got {clock_origin_s!r}")
+    self._clock_origin = None if clock_origin_s is None else Fraction(float(clock_origin_s))
+    self._keep_frames = keep_frames
+    self._started = False
+    self.clip: Optional[DecodedClip] = None
+    self.decoded_until_s: Optional[float] = None
+
+  def __iter__(self) -> Iterator[bytes]:
+    if self._started:
+      raise RuntimeError("a FrameStream can be iterated only once")
+    self._started = True
+    return self._frames()
+
+  def _frames(self) -> Iterator[bytes]:
+    deadline = time.monotonic() + self._decoder.options.deadline_s
+    kept: Optional[list[bytes]] = [] if self._keep_frames else None
+    # Seek, and if the demuxer lands after the start, seek earlier; the last
+    # attempt (None) decodes from the beginning and cannot overshoot.
+    for seek_back in (0.0,) + _SEEK_RETRY_BACKOFF_S + (None,):
+      try:
+        for jpeg in self._attempt(seek_back, deadline):
+          if kept is not None:
+            kept.append(jpeg)
+          yield jpeg
+      except _SeekOvershoot:
+        continue
+      self.clip = dataclasses.replace(self.clip, jpeg_frames=kept if kept is not None else [])
+      return
+    raise AssertionError("unreachable: decoding from the beginning cannot overshoot")
+
+  def _attempt(self, seek_back: Optional[float], deadline: float) -> Iterator[bytes]:
+    """One attempt: seek `seek_back` s before the preroll (None: no seek), decode, yield frames.
+
+    Raises _SeekOvershoot before yielding anything if the seek landed after the span.
+    """
+    options, path = self._decoder.options, self._path
+    start_s, end_s = self._start_s, self._end_s
+    start = Fraction(start_s)
+    container = self._decoder._open(path)
     try:
       video_stream = next(
           (s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
@@ -336,37 +425,39 @@ class ClipDecoder:
       video_stream.thread_count = options.decoder_threads
       video_stream.thread_type = "SLICE" if options.decoder_threads == 1 else "AUTO"
 
-      origin = Fraction(container.start_time or 0) * _AV_TIME_BASE
-      sample_times = [start + Fraction(k, contract.VIDEO_FPS) for k in range(contract.num_frames(end_s - start_s))]
+      container_start = Fraction(container.start_time or 0) * _AV_TIME_BASE
+      origin = container_start if self._clock_origin is None else self._clock_origin
       num_samples = contract.num_audio_samples(end_s - start_s)
       encoder = _FrameEncoder(options.short_side, options.jpeg_quality,
                               video_stream.codec_context.sample_aspect_ratio)
-      selector = _FrameSelector(sample_times, video_stream, origin, encoder.encode)
+      selector = _FrameSelector(start, contract.num_frames(end_s - start_s), video_stream, origin, encoder.encode)
       audio = _AudioAssembler(start, num_samples, origin) if audio_stream is not None else None
 
       preroll = Fraction(options.audio_preroll_s) if audio_stream is not None else Fraction(0)
       if container.format.flags & _AVFMT_TS_DISCONT:
         preroll += Fraction(_TIMESTAMP_RESYNC_MARGIN_S)
       target = None if seek_back is None else start - preroll - Fraction(seek_back)
-      seeked = target is not None and target > 0 and _seek(container, video_stream, origin + target)
-
-      stream_ended = self._demux(path, container, video_stream, audio_stream, selector, audio,
-                                 start if seeked else None, origin, deadline)
+      # Nothing to skip before the media's first timestamp.
+      seeked = target is not None and target > container_start - origin and _seek(container, video_stream,
+                                                                                  origin + target)
+      demuxed = self._demux(container, video_stream, audio_stream, selector, audio, start if seeked else None,
+                            origin, deadline)
+      stream_ended = yield from demuxed
       if selector.first_size is None:
         raise errors.CorruptMediaError(path, "the video stream holds no decodable frame")
       if stream_ended:
-        _check_truncation(path, container, selector, start_s, end_s)
+        _check_truncation(path, container, selector, origin, start_s, end_s)
 
       covered = selector.covered(start, Fraction(end_s))
       if audio is not None:
         covered = min(covered, Fraction(audio.covered_to - (audio.covered_from or 0), contract.AUDIO_SAMPLE_RATE))
       rate = video_stream.average_rate or video_stream.guessed_rate or video_stream.base_rate
       width, height = encoder.size
-      return DecodedClip(
+      self.clip = DecodedClip(
           path=str(path),
           start_s=float(start_s),
           end_s=float(end_s),
-          jpeg_frames=selector.jpeg_frames,
+          jpeg_frames=[],
           frame_width=width,
           frame_height=height,
           audio=audio.samples if audio is not None else np.zeros(num_samples, np.float32),
@@ -380,21 +471,24 @@ class ClipDecoder:
     finally:
       container.close()
 
-  def _demux(self, path: str, container, video_stream, audio_stream, selector: "_FrameSelector",
+  def _demux(self, container, video_stream, audio_stream, selector: "_FrameSelector",
              audio: Optional["_AudioAssembler"], seeked_to: Optional[Fraction], origin: Fraction,
-             deadline: float) -> bool:
-    """Decodes packets until the span is covered or the file ends.
+             deadline: float):
+    """Decodes packets until the span is covered or the file ends, yielding frames as they are encoded.
 
     Args:
       seeked_to: the span start if the container was seeked (then landing
         after it raises _SeekOvershoot), else None.
 
-    Returns:
+    Returns (as the generator's value):
       Whether the video ended inside the span.
     """
-    options = self.options
+    options, path = self._decoder.options, self._path
     streams = [video_stream] + ([audio_stream] if audio_stream is not None else [])
     decode_errors = 0
+    # Without a seek there is nothing to overshoot; after one, frames wait for the checks.
+    video_confirmed = audio_confirmed = seeked_to is None
+    audio_confirmed = audio_confirmed or audio is None
     try:
       for packet in container.demux(streams):
         if time.monotonic() > deadline:
@@ -417,13 +511,22 @@ class ClipDecoder:
           continue
         for frame in frames:
           if is_video:
-            if seeked_to is not None and selector.first_time is None:
+            if not video_confirmed:
               _check_video_seek(selector.frame_time(frame), seeked_to, video_stream, origin)
+              video_confirmed = True
             selector.add(frame)
+            self.decoded_until_s = float(selector.latest_time)
           else:
             audio.add(frame)
-        if not is_video and seeked_to is not None and audio.covered_from:
-          _check_audio_seek(audio_stream, origin, seeked_to)
+        if not audio_confirmed and audio.covered_from is not None:
+          if audio.covered_from:
+            _check_audio_seek(audio_stream, origin, seeked_to)
+          audio_confirmed = True
+        if not audio_confirmed and len(selector.ready) > _MAX_UNCONFIRMED_FRAMES:
+          audio_confirmed = True  # audio far from the video, or none here: stop holding frames back
+        if video_confirmed and audio_confirmed:
+          while selector.ready:
+            yield selector.ready.popleft()
       # End of the file or of the span: flush what the resampler holds.
       stream_ended = not selector.done
       if stream_ended:
@@ -434,6 +537,8 @@ class ClipDecoder:
       raise errors.DecodeTimeoutError(path, f"a read took longer than {options.io_timeout_s} s") from e
     except av.FFmpegError as e:
       raise errors.CorruptMediaError(path, f"decoding failed ({e})") from e
+    while selector.ready:
+      yield selector.ready.popleft()
     return stream_ended
 
 
@@ -467,11 +572,16 @@ def _check_audio_seek(stream, origin: Fraction, start: Fraction) -> None:
     raise _SeekOvershoot()
 
 
-def _check_truncation(path, container, selector, start_s: float, end_s: float) -> None:
+def _check_truncation(path, container, selector, origin: Fraction, start_s: float, end_s: float) -> None:
   """Raises TruncatedMediaError when the video stopped well before the file's declared end."""
   if container.duration is None or selector.video_end is None:
     return
-  declared_end = Fraction(container.duration) * _AV_TIME_BASE  # relative to start_time
+  # FFmpeg's duration counts from the container's start for most formats but
+  # from 0 for Matroska and WebM (their Duration is where the media ends).
+  # Read as an end time, the earlier of the two readings, it never calls a
+  # complete file with a late start truncated (measured: a WebM section
+  # starting at 10 s declares 17 s, its end).
+  declared_end = Fraction(container.duration) * _AV_TIME_BASE - origin
   media_end = selector.video_end
   # Containers round durations and streams differ by up to a frame or two;
   # a whole second missing is not rounding.
@@ -488,12 +598,13 @@ class _FrameSelector:
   frame starts, so sample times are assigned to a frame when its successor
   arrives (or at the end of the stream). A frame is encoded as soon as it gets
   its first sample time and then dropped, so at most one decoded frame is held
-  (1080p frames are 3 MB each).
+  (1080p frames are 3 MB each); the JPEGs wait in `ready` for the caller.
   """
 
-  def __init__(self, sample_times: list[Fraction], stream, origin: Fraction,
+  def __init__(self, start: Fraction, count: int, stream, origin: Fraction,
                encode: Callable[[av.VideoFrame], bytes]):
-    self._times = sample_times
+    self._start = start
+    self._count = count
     self._origin = origin
     self._encode = encode
     self._next = 0  # index of the first unassigned sample time
@@ -502,7 +613,8 @@ class _FrameSelector:
     self._pending_jpeg: Optional[bytes] = None
     self.first_size: Optional[tuple[int, int]] = None  # (width, height) of the first frame
     self.first_time: Optional[Fraction] = None
-    self.jpeg_frames: list[bytes] = []  # sample k -> JPEG
+    self.latest_time: Optional[Fraction] = None  # presentation time of the latest frame added
+    self.ready: collections.deque[bytes] = collections.deque()  # JPEGs of samples _next - len(ready) .. _next - 1
     self.padded = 0
     self.video_end: Optional[Fraction] = None  # end of the last frame, once the stream ended
     rate = stream.average_rate or stream.guessed_rate
@@ -510,7 +622,11 @@ class _FrameSelector:
 
   @property
   def done(self) -> bool:
-    return self._next >= len(self._times)
+    return self._next >= self._count
+
+  def _sample_time(self, k: int) -> Fraction:
+    # Computed when needed: a list of them would grow with the span (270,000 for three hours).
+    return self._start + Fraction(k, contract.VIDEO_FPS)
 
   def frame_time(self, frame: av.VideoFrame) -> Fraction:
     if frame.pts is None:  # rare (raw elementary streams): assume a steady rate
@@ -521,6 +637,7 @@ class _FrameSelector:
     if self.done:
       return
     frame_time = self.frame_time(frame)
+    self.latest_time = frame_time
     if self._pending is None:
       self.first_size, self.first_time = (frame.width, frame.height), frame_time
       # Sample times before the stream's first frame show that frame.
@@ -537,13 +654,13 @@ class _FrameSelector:
 
   def _assign_before(self, limit: Fraction, padded: bool) -> None:
     """Gives the pending frame every unassigned sample time t with t + eps < limit."""
-    while self._next < len(self._times) and self._times[self._next] + _TIME_EPSILON < limit:
+    while self._next < self._count and self._sample_time(self._next) + _TIME_EPSILON < limit:
       self._assign(padded)
 
   def _assign(self, padded: bool) -> None:
     if self._pending_jpeg is None:
       self._pending_jpeg = self._encode(self._pending)
-    self.jpeg_frames.append(self._pending_jpeg)
+    self.ready.append(self._pending_jpeg)
     self.padded += padded
     self._next += 1
 
@@ -552,8 +669,8 @@ class _FrameSelector:
     if self._pending is None:
       return
     self.video_end = self._pending_time + self._last_duration
-    while self._next < len(self._times):
-      self._assign(padded=self._times[self._next] + _TIME_EPSILON >= self.video_end)
+    while self._next < self._count:
+      self._assign(padded=self._sample_time(self._next) + _TIME_EPSILON >= self.video_end)
     self._pending = None
 
   def covered(self, start: Fraction, end: Fraction) -> Fraction:
@@ -564,6 +681,7 @@ class _FrameSelector:
     return max(Fraction(0), min(end, video_end) - max(start, self.first_time))
 
 
-def decode_clip(path: str, start_s: float, end_s: float, options: DecodeOptions = DecodeOptions()) -> DecodedClip:
+def decode_clip(path: str, start_s: float, end_s: float, options: DecodeOptions = DecodeOptions(), *,
+                clock_origin_s: Optional[float] = None) -> DecodedClip:
   """Decodes [start_s, end_s) of `path`; see :class:`ClipDecoder.decode`."""
-  return ClipDecoder(options).decode(path, start_s, end_s)
+  return ClipDecoder(options).decode(path, start_s, end_s, clock_origin_s)

@@ -285,6 +285,40 @@ def write_clip(
                        audio_sample_rate=sample_rate)
 
 
+# ---------------------------------------------------------------------------
+# Sources whose first timestamp is not zero.
+# ---------------------------------------------------------------------------
+# FFmpeg's MPEG-PS muxer starts the clock of a stream that begins at zero at
+# its 0.5 s preload plus one frame of decoder delay: 0.54 s at 25 fps.
+MPEG_PS_FIRST_TIMESTAMP_S = 0.54
+
+LATE_START_NAMES = ("late_mpg_video", "late_mpg_av", "late_mp4_video", "late_mp4_av")
+
+
+def late_start_specs(duration_s: float = 12.0, width: int = 160, height: int = 120,
+                     fps: float = 25.0) -> dict[str, ClipSpec]:
+  """Clips whose media starts after timestamp 0, by name (LATE_START_NAMES).
+
+  MPEG-PS, with and without audio, as FFmpeg writes it (video first shown at
+  0.54 s, MP2 audio from 0.529 s), and MP4 asked to start at 0.54 s (AAC
+  priming puts the audio stream's start at 0.516 s). A span's second 0 is the
+  earliest of these, the media's first timestamp, on every path.
+  """
+  common = dict(duration_s=duration_s, width=width, height=height, fps=fps)
+  return {
+      "late_mpg_video": ClipSpec(container="mpg", audio=False, **common),
+      "late_mpg_av": ClipSpec(container="mpg", audio=True, **common),
+      "late_mp4_video": ClipSpec(container="mp4", audio=False, start_offset_s=MPEG_PS_FIRST_TIMESTAMP_S, **common),
+      "late_mp4_av": ClipSpec(container="mp4", audio=True, start_offset_s=MPEG_PS_FIRST_TIMESTAMP_S, **common),
+  }
+
+
+def write_late_start_clips(directory: str, **spec_fields) -> dict[str, GeneratedClip]:
+  """Writes the late_start_specs clips into `directory` as NAME.mpg / NAME.mp4."""
+  return {name: write_clip(os.path.join(directory, f"{name}.{spec.container}"), spec)
+          for name, spec in late_start_specs(**spec_fields).items()}
+
+
 def _probe_times(path: str, spec: ClipSpec) -> tuple[np.ndarray, Optional[float]]:
   """Reads the streams' presentation times back from the packets (no decoding)."""
   with av.open(path) as container:

@@ -83,39 +83,47 @@ def _hamming_window(window_size: int) -> np.ndarray:
   return window
 
 
-def _framed(waveform: np.ndarray, window_size: int, shift: int) -> np.ndarray:
-  """[frames, window_size] view of Kaldi's frames with snip_edges=False.
+def _frames_of_rows(waveform: np.ndarray, mean: float, first_row: int, end_row: int, window_size: int,
+                    shift: int) -> np.ndarray:
+  """[end_row - first_row, window_size] float64 frames of Kaldi's with snip_edges=False, mean removed.
 
   Frame m covers samples [m * shift + shift // 2 - window_size // 2, ... +
   window_size); samples outside the waveform mirror it with the edge sample
-  repeated (x[-1] = x[0], x[n] = x[n - 1]), exactly as torchaudio pads.
+  repeated (x[-1] = x[0], x[n] = x[n - 1]), exactly as torchaudio pads. Only
+  the samples these rows reach are copied.
   """
   if contract.MEL_SNIP_EDGES:
     raise NotImplementedError("only snip_edges=False is implemented")
   num_samples = waveform.shape[0]
-  num_frames = contract.num_mel_rows(num_samples)
   pad = window_size // 2 - shift // 2
   if pad < 0:
     raise NotImplementedError("frame shift longer than twice the window")
-  left = waveform[:pad][::-1]
-  # torchaudio appends the whole reversed waveform on the right; only the
-  # part the last frame reaches is needed.
-  right_needed = max(0, (num_frames - 1) * shift + window_size - pad - num_samples)
-  if right_needed > num_samples:
-    raise ValueError(f"waveform of {num_samples} samples is too short to frame")
-  right = waveform[::-1][:right_needed]
-  extended = np.concatenate([left, waveform, right])
-  return np.lib.stride_tricks.sliding_window_view(extended, window_size)[::shift][:num_frames]
+  first = first_row * shift - pad
+  indices = np.arange(first, (end_row - 1) * shift - pad + window_size)
+  indices = np.where(indices < 0, -indices - 1, indices)
+  indices = np.where(indices >= num_samples, 2 * num_samples - 1 - indices, indices)
+  segment = waveform[indices].astype(np.float64) - mean
+  return np.lib.stride_tricks.sliding_window_view(segment, window_size)[::shift]
 
 
-def log_mel(waveform: np.ndarray) -> np.ndarray:
+# Rows computed at a time: their temporaries (frames, spectrum, power, about
+# 14 KB a row) stay near 14 MB whatever the waveform's length, where a whole
+# 150 s span at once would take 200 MB and three hours 13 GB.
+ROWS_PER_BLOCK = 1000
+
+
+def log_mel(waveform: np.ndarray, rows_per_block: int = ROWS_PER_BLOCK) -> np.ndarray:
   """Kaldi fbank log-mel of a 16 kHz mono waveform, as SPEC §3 defines it.
 
   The waveform's mean is removed first (SPEC §3); pass the raw decoded audio.
+  Rows are computed a block at a time, so memory beyond the input and output
+  does not grow with the waveform; the block size does not change the result
+  (each row depends only on its own samples and the mean).
 
   Args:
     waveform: float array [samples] at contract.AUDIO_SAMPLE_RATE, long
       enough for Kaldi's mirrored edges (140 samples at these parameters).
+    rows_per_block: rows computed at a time (memory, not results).
 
   Returns:
     float32 [contract.num_mel_rows(samples), contract.MEL_NUM_BINS].
@@ -123,27 +131,41 @@ def log_mel(waveform: np.ndarray) -> np.ndarray:
   Raises:
     ValueError: the waveform is not one-dimensional or is too short to frame.
   """
-  waveform = np.asarray(waveform, dtype=np.float64)
+  waveform = np.asarray(waveform)
   if waveform.ndim != 1 or waveform.size == 0:
     raise ValueError(f"waveform must be one-dimensional and non-empty, got shape {waveform.shape}")
+  if rows_per_block <= 0:
+    raise ValueError(f"rows_per_block must be positive, got {rows_per_block}")
   window_size = contract.MEL_FRAME_LENGTH_SAMPLES
   shift = contract.MEL_FRAME_SHIFT_SAMPLES
   fft_size = _padded_window_size(window_size)
   if contract.MEL_DITHER != 0.0:
     raise NotImplementedError("dither is not implemented")
+  num_samples = waveform.shape[0]
+  num_rows = contract.num_mel_rows(num_samples)
+  # torchaudio mirrors the whole waveform once on the right; the last frame must not reach past it.
+  pad = window_size // 2 - shift // 2
+  if (num_rows - 1) * shift + window_size - pad - num_samples > num_samples:
+    raise ValueError(f"waveform of {num_samples} samples is too short to frame")
 
-  frames = _framed(waveform - waveform.mean(), window_size, shift)
-  if contract.MEL_REMOVE_DC_OFFSET:
-    frames = frames - frames.mean(axis=1, keepdims=True)
-  else:
-    frames = frames.copy()
-  # Pre-emphasis from the original predecessors (the right side is evaluated
-  # before the in-place subtraction); the first sample is its own predecessor
-  # (Kaldi's replicate padding).
-  frames[:, 1:] -= contract.MEL_PREEMPHASIS * frames[:, :-1]
-  frames[:, 0] *= 1.0 - contract.MEL_PREEMPHASIS
-  frames *= _hamming_window(window_size)
-  spectrum = np.fft.rfft(frames, n=fft_size, axis=1)
-  power = spectrum.real**2 + spectrum.imag**2
-  mel_energies = power @ mel_filterbank(contract.MEL_NUM_BINS, fft_size, contract.AUDIO_SAMPLE_RATE)
-  return np.log(np.maximum(mel_energies, _LOG_FLOOR)).astype(np.float32)
+  mean = float(np.mean(waveform, dtype=np.float64))
+  filterbank = mel_filterbank(contract.MEL_NUM_BINS, fft_size, contract.AUDIO_SAMPLE_RATE)
+  output = np.empty((num_rows, contract.MEL_NUM_BINS), np.float32)
+  for first_row in range(0, num_rows, rows_per_block):
+    end_row = min(num_rows, first_row + rows_per_block)
+    frames = _frames_of_rows(waveform, mean, first_row, end_row, window_size, shift)
+    if contract.MEL_REMOVE_DC_OFFSET:
+      frames = frames - frames.mean(axis=1, keepdims=True)
+    else:
+      frames = frames.copy()
+    # Pre-emphasis from the original predecessors (the right side is evaluated
+    # before the in-place subtraction); the first sample is its own predecessor
+    # (Kaldi's replicate padding).
+    frames[:, 1:] -= contract.MEL_PREEMPHASIS * frames[:, :-1]
+    frames[:, 0] *= 1.0 - contract.MEL_PREEMPHASIS
+    frames *= _hamming_window(window_size)
+    spectrum = np.fft.rfft(frames, n=fft_size, axis=1)
+    power = spectrum.real**2 + spectrum.imag**2
+    mel_energies = power @ filterbank
+    output[first_row:end_row] = np.log(np.maximum(mel_energies, _LOG_FLOOR))
+  return output

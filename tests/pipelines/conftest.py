@@ -62,6 +62,9 @@ class SourceMedia:
     av_mp4: h264/aac mp4, 25 fps: sample times fall exactly on frame starts.
     av_webm: vp9/opus webm, 30 fps: sample times fall between frames.
     silent_mp4: h264 mp4 without an audio stream.
+    late_start: generator.LATE_START_NAMES -> sources whose first timestamp
+      is 0.54 s (MPEG-PS and MP4, with and without audio), served as NAME.mpg
+      / NAME.mp4.
   """
 
   def __init__(self, directory: str):
@@ -73,9 +76,11 @@ class SourceMedia:
                                         generator.ClipSpec(fps=30.0, container="webm", **common))
     self.silent_mp4 = generator.write_clip(os.path.join(directory, "silent.mp4"),
                                            generator.ClipSpec(fps=25.0, audio=False, **common))
+    self.late_start = generator.write_late_start_clips(directory, **common)
 
   def by_name(self, name: str) -> generator.GeneratedClip:
-    return {os.path.basename(c.path): c for c in (self.av_mp4, self.av_webm, self.silent_mp4)}[name]
+    clips = (self.av_mp4, self.av_webm, self.silent_mp4, *self.late_start.values())
+    return {os.path.basename(c.path): c for c in clips}[name]
 
 
 @pytest.fixture(scope="session")

@@ -68,7 +68,8 @@ def _write_csv(path, rows) -> str:
 
 
 @pytest.fixture(scope="module")
-def epic_build(tmp_path_factory):
+def epic_inputs(tmp_path_factory):
+  """(work dir, videos by id, the build's arguments but --output_dir) of the module's builds."""
   work = tmp_path_factory.mktemp("epic")
   videos_dir = work / "EPIC-KITCHENS"
   videos = {}
@@ -77,13 +78,19 @@ def epic_build(tmp_path_factory):
     videos[video_id] = generator.write_clip(str(path), spec)
   annotations = _write_csv(work / "EPIC_100_validation.csv", _annotation_rows(SPANS))
   training = _write_csv(work / "EPIC_100_train.csv", _annotation_rows(TRAINING_ROWS))
+  argv = ["--videos_dir", str(videos_dir), "--annotations", annotations, "--train_annotations", training,
+          "--verb_classes", str(EPIC / "EPIC_100_verb_classes.csv"), "--noun_classes",
+          str(EPIC / "EPIC_100_noun_classes.csv"), "--split", "validation",
+          f"--frame_short_side={TEST_SHORT_SIDE}", "--progress_interval=0", IN_MEMORY]
+  return work, videos, argv
+
+
+@pytest.fixture(scope="module")
+def epic_build(epic_inputs):
+  work, videos, argv = epic_inputs
   output_dir = str(work / "build")
-  manifest = build_epic_kitchens.run([
-      "--videos_dir", str(videos_dir), "--annotations", annotations, "--train_annotations", training,
-      "--verb_classes", str(EPIC / "EPIC_100_verb_classes.csv"), "--noun_classes",
-      str(EPIC / "EPIC_100_noun_classes.csv"), "--split", "validation", "--output_dir", output_dir,
-      f"--frame_short_side={TEST_SHORT_SIDE}", "--progress_interval=0", IN_MEMORY]).to_json_dict()
-  return output_dir, manifest, videos, annotations
+  manifest = build_epic_kitchens.run([*argv, "--output_dir", output_dir]).to_json_dict()
+  return output_dir, manifest, videos, argv[argv.index("--annotations") + 1]
 
 
 def test_every_narration_is_written_or_failed_and_the_missing_video_is_in_the_ledger(epic_build):
@@ -160,3 +167,21 @@ def test_skip_bad_rows_also_spares_the_annotations_standing_in_for_training(epic
   assert manifest["label_map"]["num_classes"] == 1  # take plate, from the good row
   bad_row = read_ledger(str(output_dir / "ledger"))["bad_row_EPIC_100_validation_csv_L3"]
   assert bad_row.message.startswith(f"{annotations}:3: invalid UTF-8 byte 0xFF at column ")
+
+
+def test_spans_longer_than_max_span_seconds_fail_unfetched(epic_inputs):
+  # 3 s: P02_12_293 (3.19 s) and P02_12_326 (4.57 s) are refused, the rest built as ever.
+  work, _, argv = epic_inputs
+  output_dir = str(work / "build_max_span")
+  manifest = build_epic_kitchens.run([*argv, "--output_dir", output_dir, "--max_span_seconds=3"]).to_json_dict()
+  too_long = {"P02_12_293", "P02_12_326"}
+  assert manifest["counts"] == {"requested": 6, "written": 3, "failed": 3, "failed_by_reason": {
+      "permanent/invalid_span": 2, "permanent/missing_video": 1}}
+  assert {f["clip_id"] for f in manifest["failed_clips"] if f["reason"] == "permanent/invalid_span"} == too_long
+  assert set(read_build(output_dir)) == set(SPANS) - too_long - {"P03_22_8"}
+  assert manifest["build_options"]["max_span_seconds"] == 3.0
+  ledger = read_ledger(os.path.join(output_dir, "ledger"))
+  for narration_id in too_long:
+    record = ledger[narration_id]
+    assert (record.status, record.reason_class, record.reason) == ("failed", "permanent", "invalid_span")
+    assert "--max_span_seconds=3" in record.message

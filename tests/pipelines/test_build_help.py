@@ -24,7 +24,7 @@ def test_help_exits_zero_and_names_the_beam_passthrough(name, capsys):
   assert f"python -m pipelines.{name}" in text
   assert "Any Apache Beam pipeline option passes through" in text
   assert "--runner=DataflowRunner" in text and "--sdk_container_image" in text
-  assert "--output_dir" in text and "--previous_build" in text
+  assert "--output_dir" in text and "--previous_build" in text and "--max_span_seconds" in text
 
 
 def test_help_as_a_command():

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import build, features
+from pipelines import build, features, fetch
 from pipelines.download import ledger
+from pipelines.download.backoff import RetryPolicy
+from pipelines.download.downloader import DownloadConfig
 from pipelines.shards import EncodedClip
 from pipelines.sources.rows import ClipRequest, EpicAnnotation
 from shared import contract, records
 from shared.failures import Reason
 from shared.media import decode, generator
 
-from .conftest import IN_MEMORY, TEST_SHORT_SIDE, assert_audio_aligned, assert_frames_match
+from pipelines.sources import epic_kitchens
+from shared.media.generator import LATE_START_NAMES
+
+from .conftest import IN_MEMORY, TEST_SHORT_SIDE, assert_audio_aligned, assert_frames_match, assert_silent
 
 OPTIONS = decode.DecodeOptions(short_side=TEST_SHORT_SIDE)
 
@@ -130,3 +138,65 @@ def test_failure_record_carries_the_span_and_the_reason():
       "yt_abcdefghijk_000100000", "failed", "permanent", "missing_video", "not found")
   assert (record.start_s, record.end_s, record.attempts) == (100.0, 102.0, 0)
   assert ledger.LedgerRecord.from_json_dict(record.to_json_dict()) == record
+
+
+# ---------------------------------------------------------------------------
+# One clock on every path: second 0 of a span is the source's first timestamp.
+# ---------------------------------------------------------------------------
+# A user's spans on a source whose first timestamp is 0.54 s, and one after a seek.
+LATE_SPANS = ((1.0, 7.0), (0.0, 6.0), (4.3, 6.1))
+
+
+def _fetch_and_extract(requests, fetch_step, scratch) -> dict[str, records.ClipRecord]:
+  """Runs fetch -> ExtractFeatures in Beam; returns the records by clip id (no failures allowed)."""
+  pipeline = beam.Pipeline(options=build.pipeline_options([IN_MEMORY]))
+  fetched, fetch_failures = pipeline | beam.Create(requests) | fetch_step
+  encoded, feature_failures = fetched | features.ExtractFeatures(OPTIONS)
+  kept = str(scratch / "records.pickle")
+
+  def keep(elements):  # Beam pickles this function: the records come back through a file
+    with open(kept, "wb") as f:
+      pickle.dump([clip.serialized for clip in elements], f)
+
+  assert_that(encoded, keep, label="KeepRecords")
+  assert_that((fetch_failures, feature_failures) | beam.Flatten(), equal_to([]), label="NoFailures")
+  pipeline.run().wait_until_finish()
+  with open(kept, "rb") as f:
+    return {record.clip_id: record for record in map(records.decode, pickle.load(f))}
+
+
+@pytest.mark.parametrize("path", ["youtube", "epic"])
+def test_late_start_sources_give_frame_k_at_start_plus_k_over_25_on_every_path(
+    path, source_media, serve, url_template, tmp_path):
+  # YouTube: real yt-dlp sections from the local server; EPIC: the file itself.
+  # Either way frame k is the source frame shown at s + k/25 and audio sample 0
+  # is at s, counted from the source's first timestamp.
+  sources = {name: source_media.late_start[name] for name in LATE_START_NAMES}
+  if path == "youtube":
+    source_ids = {name: serve("late", os.path.basename(clip.path)) for name, clip in sources.items()}
+    config = DownloadConfig(output_dir=str(tmp_path / "media"), url_template=url_template, socket_timeout_s=2.0,
+                            retry=RetryPolicy(max_attempts=2, base_delay_s=0.05))
+    fetch_step = fetch.FetchFromYouTube(config, str(tmp_path / "ledger"))
+  else:
+    source_ids = {name: f"P9{i}_01" for i, name in enumerate(sources)}
+    videos_dir = str(tmp_path / "EPIC-KITCHENS")
+    for name, clip in sources.items():
+      video = epic_kitchens.epic_video_path(videos_dir, source_ids[name])
+      os.makedirs(os.path.dirname(video), exist_ok=True)
+      os.symlink(clip.path, video)
+    fetch_step = fetch.OpenLocalVideos(videos_dir)
+  requests = {(name, span): ClipRequest(dataset="vggsound", clip_id=f"{source_ids[name]}_{k}",
+                                        source_id=source_ids[name], start_s=span[0], end_s=span[1],
+                                        label_indices=(0,), label_names=("x",))
+              for name in sources for k, span in enumerate(LATE_SPANS)}
+
+  built = _fetch_and_extract(list(requests.values()), fetch_step, tmp_path)
+
+  assert set(built) == {request.clip_id for request in requests.values()}
+  for (name, (start, end)), request in requests.items():
+    record, clip = built[request.clip_id], sources[name]
+    assert_frames_match(record, clip, start, end)
+    if clip.spec.audio:
+      assert_audio_aligned(record, clip, start, end)
+    else:
+      assert_silent(record)

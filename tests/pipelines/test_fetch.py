@@ -15,10 +15,12 @@ from pipelines.download.downloader import DownloadConfig
 from pipelines.download.ledger import read_ledger
 from pipelines.sources import epic_kitchens
 from pipelines.sources.rows import ClipRequest
+from shared import records
 from shared.media import decode
 from testsupport.media_server import Fault
 
-from .conftest import IN_MEMORY, TEST_SHORT_SIDE, assert_frames_match, counters, requests_for
+from .conftest import (IN_MEMORY, TEST_SHORT_SIDE, assert_frames_match, counters, expected_frame_codes, frame_codes,
+                       requests_for)
 
 
 def _request(source_id: str, start: float, end: float, clip_id: str | None = None,
@@ -67,11 +69,12 @@ def test_youtube_fetch_records_every_clip_and_points_at_the_span_on_the_files_cl
   ledger = read_ledger(ledger_dir)
   ok = ledger[clip.request.clip_id]
   assert (ok.status, ok.attempts) == ("ok", 1)
-  # The section file keeps the source's clock from its own start, which lies before the span.
-  assert clip.media_start_s == pytest.approx(6.0 - ok.source_offset_s)
-  assert 0 < clip.media_start_s <= 6.0
+  # The section file keeps the source's clock: the span as asked, from presentation time 0.
+  assert (clip.media_start_s, clip.media_clock_origin_s) == (6.0, 0.0)
+  assert 0 <= ok.source_offset_s <= 5.0  # the file starts at the keyframe before the section
   decoded = decode.decode_clip(clip.media_path, clip.media_start_s, clip.media_start_s + 2.0,
-                               decode.DecodeOptions(short_side=TEST_SHORT_SIDE))
+                               decode.DecodeOptions(short_side=TEST_SHORT_SIDE),
+                               clock_origin_s=clip.media_clock_origin_s)
   assert_frames_match(decoded, source_media.av_mp4, 6.0, 8.0)
   [failure] = failures
   assert failure == ledger[failure.clip_id]  # the same record, in the ledger as soon as known
@@ -107,10 +110,37 @@ def test_local_videos_are_opened_in_place_and_missing_ones_fail(tmp_path):
   transform = fetch.OpenLocalVideos(videos_dir)
   fetched, failures, found = _run(requests, transform, tmp_path)
 
-  assert [(c.request.clip_id, c.media_path, c.media_start_s) for c in fetched] == [("P01_11_3", present, 3.5)]
+  # A whole source: the span on its own clock, from its first timestamp.
+  assert [(c.request.clip_id, c.media_path, c.media_start_s, c.media_clock_origin_s) for c in fetched] == [
+      ("P01_11_3", present, 3.5, None)]
   [failure] = failures
   assert (failure.clip_id, failure.reason_class, failure.reason, failure.attempts) == (
       "P03_22_8", "permanent", "missing_video", 0)
   assert "P03/videos/P03_22.MP4" in failure.message
   assert found == {"fetch/opened": 1, "fetch/failed_missing_video": 1}
   assert not transform.writes_ledger  # the build records these failures itself
+
+
+def test_a_section_that_starts_just_after_the_span_is_padded_not_refused(serve, source_media, url_template,
+                                                                         tmp_path):
+  # Without a margin, an MPEG-PS cut lands on the first keyframe after the
+  # section start (MPEG-PS has no index to seek back by): here 20 ms into the
+  # span, within what verification allows. On the file's own clock the span
+  # would start before the file (an invalid span); on the source's it decodes.
+  from pipelines import features
+
+  clip = source_media.late_start["late_mpg_video"]
+  ytid = serve("nomargin", os.path.basename(clip.path))
+  config = DownloadConfig(output_dir=str(tmp_path / "media"), url_template=url_template, socket_timeout_s=2.0,
+                          margin_s=0.0, retry=RetryPolicy(max_attempts=2, base_delay_s=0.05))
+  [fetched], [], _ = _run([_request(ytid, 4.3, 6.0)], fetch.FetchFromYouTube(config, str(tmp_path / "ledger")),
+                          tmp_path)
+  assert read_ledger(str(tmp_path / "ledger"))[fetched.request.clip_id].source_offset_s > 4.3
+
+  extract = features.ExtractFeaturesFn(decode.DecodeOptions(short_side=TEST_SHORT_SIDE))
+  extract.setup()
+  [encoded] = list(extract.process(fetched))
+  record = records.decode(encoded.serialized)
+  codes = frame_codes(record.jpeg_frames)
+  assert codes[1:] == expected_frame_codes(clip, 4.3, len(codes))[1:]  # the first repeats the file's first frame
+  assert record.decoded_duration_s == pytest.approx(1.7 - 0.02, abs=0.01)

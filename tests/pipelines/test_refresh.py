@@ -262,3 +262,28 @@ def test_carry_over_reads_a_previous_build_written_as_array_record_only(tmp_path
   assert_that(carried | beam.Map(lambda clip: (clip.clip_id, records.decode(clip.serialized).label_names)),
               equal_to([(clip_id, [DOG])]))
   pipeline.run().wait_until_finish()
+
+
+def test_a_span_refused_as_invalid_is_judged_again_but_a_gone_video_is_not(tmp_path):
+  # The previous build refused one clip's span (e.g. a lower --max_span_seconds)
+  # and found another clip's video gone: a refresh fetches the first again and
+  # keeps the second's failure.
+  from pipelines import features
+  from pipelines.download import ledger as ledger_lib
+  from shared.failures import Reason
+
+  previous = tmp_path / "previous"
+  requests = [ClipRequest(dataset="vggsound", clip_id=f"yt_{ytid}_000001000", source_id=ytid, start_s=1.0,
+                          end_s=11.0, label_indices=(0,), label_names=(CAT,)) for ytid in ("abcdefghijk", "bcdefghijkl")]
+  failed = [features.failure_record(requests[0], Reason.INVALID_SPAN, "span of 10.000 s is longer than 5"),
+            features.failure_record(requests[1], Reason.HTTP_NOT_FOUND, "gone")]
+  ledger_lib.write_records(str(previous / "ledger"), failed)
+  write_manifest(str(previous), manifest_lib.build_manifest(
+      dataset="vggsound", split="test", label_map=contract.LabelMap.from_names("vggsound", [CAT]), requested=2,
+      shard_infos=[], failures=[(r.clip_id, f"{r.reason_class}/{r.reason}") for r in failed], moments=[],
+      build_options={}))
+
+  plan = refresh.plan_refresh(requests, str(previous), {})
+
+  assert plan.to_fetch == (requests[0],)
+  assert [f.clip_id for f in plan.carried_failures] == [requests[1].clip_id]

@@ -170,3 +170,21 @@ def test_melspec_steps_are_whole_seconds_row_major():
   for bad in (np.ones((0, contract.MEL_NUM_BINS)), np.ones((10, 64)), np.ones(128)):
     with pytest.raises(ValueError):
       records.melspec_to_steps(bad)
+
+
+def test_encode_writes_the_message_protobuf_would():
+  # encode() writes the feature lists in the wire format itself (no copies of
+  # the JPEGs); the bytes must be the same message as one built field by field.
+  from shared import example_proto as pb
+
+  record = _record()
+  expected = pb.SequenceExample()
+  frames = expected.feature_lists.feature_list[contract.IMAGE_KEY].feature
+  for jpeg in record.jpeg_frames:
+    frames.add().bytes_list.value.append(jpeg)
+  steps = expected.feature_lists.feature_list[contract.MELSPEC_KEY].feature
+  for step in records.melspec_to_steps(record.melspec):
+    steps.add().float_list.value.extend(step.tolist())
+  written = pb.SequenceExample.FromString(records.encode(record))
+  assert written.feature_lists == expected.feature_lists
+  assert written.context.feature[contract.NUM_FRAMES_KEY].int64_list.value == [len(record.jpeg_frames)]

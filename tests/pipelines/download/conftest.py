@@ -19,7 +19,7 @@ import pytest
 
 from pipelines.download.backoff import RetryPolicy
 from pipelines.download.downloader import ClipDownloader, DownloadConfig
-from shared.media.generator import ClipSpec, write_clip
+from shared.media.generator import ClipSpec, write_clip, write_late_start_clips
 from testsupport.media_server import MediaServer
 
 # Keyframes at 0, 10 and 20 s (x264's default GOP of 250 frames at 25 fps): a
@@ -54,6 +54,8 @@ class Media:
                                  ClipSpec(duration_s=10.0, width=320, height=240, fps=25.0, container="webm"))
     self.offset_mp4 = write_clip(os.path.join(directory, "offset.mp4"),
                                  ClipSpec(duration_s=8.0, width=320, height=240, fps=25.0, start_offset_s=1.5))
+    # Sources whose first timestamp is 0.54 s (MPEG-PS as FFmpeg writes it, and MP4), with and without audio.
+    self.late_start = write_late_start_clips(directory, duration_s=8.0)
     # A YouTube-like set of separate streams: two video heights around the 360 cap, one audio.
     write_clip(os.path.join(directory, "dash_v240.mp4"),
                ClipSpec(duration_s=8.0, width=320, height=240, fps=25.0, audio=False))

@@ -6,16 +6,20 @@ import hashlib
 import http.server
 import logging
 import os
+import shutil
 import socket
 import threading
 
 import av
+import numpy as np
 import pytest
 
 from pipelines.download.backoff import RetryPolicy
 from pipelines.download.ledger import LedgerWriter, read_ledger
 from pipelines.download.results import DownloadRequest
+from shared import contract
 from shared.failures import FailureClass, Reason
+from shared.media import decode, generator
 from shared.media.generator import read_frame_code
 from testsupport.media_server import Fault, FaultKind
 
@@ -31,6 +35,16 @@ def frame_code_at(path: str, t: float) -> int:
       shown = frame
     assert shown is not None, f"no frame at or before {t} s in {path}"
     return read_frame_code(shown.to_ndarray(format="rgb24"))
+
+
+def audio_lag_samples(path: str, clip, start: float, end: float) -> int:
+  """How many 16 kHz samples late the file's audio of [start, end) plays, on the source's clock (the tone)."""
+  decoded = decode.decode_clip(path, start, end, decode.DecodeOptions(short_side=16), clock_origin_s=0.0)
+  margin = contract.MEL_FRAME_SHIFT_SAMPLES
+  times = start + np.arange(-margin, decoded.audio.size + margin) / contract.AUDIO_SAMPLE_RATE - clip.audio_start_s
+  reference = generator.tone_signal(times).astype(np.float64)
+  scores = np.correlate(reference, decoded.audio.astype(np.float64), mode="valid")  # index j: lag margin - j
+  return margin - int(np.argmax(scores))
 
 
 def request(ytid: str, start: float, end: float, clip_id: str | None = None) -> DownloadRequest:
@@ -88,6 +102,50 @@ def test_source_with_a_late_start_keeps_span_seconds(make_downloader, serve_as, 
 
   assert result.ok, result
   assert frame_code_at(result.path, 5.0) == media.offset_mp4.source_frame_at(5.0)
+
+
+@pytest.mark.parametrize("name", ["late_mpg_video", "late_mpg_av"])
+def test_mpeg_ps_sections_keep_the_sources_clock_in_mp4(name, make_downloader, serve_as, server, media):
+  # A user's MPEG-PS source starts at 0.54 s. Written as MPEG-PS, the section's
+  # muxer moved the clock (span [1, 7) came out 14 frames early, [0, 6) was
+  # refused as not covered); written as MP4 it keeps the source's clock.
+  source = media.late_start[name]
+  ytid = serve_as(os.path.basename(source.path), ext="mpg")
+  downloader = make_downloader(url_template=server.url_template("{ytid}.mpg"))
+  for start, end in ((1.0, 7.0), (0.0, 6.0)):
+    result = downloader.download(request(ytid, start, end))
+    assert result.ok, result
+    assert result.path.endswith(".mp4")
+    assert result.media.video.first_s <= start + 0.04 and result.media.video.end_s >= end
+    # Presentation time t in the file is second t of the source, counted from its first timestamp.
+    for t in (start + 0.02, start + 2.5, end - 0.02):
+      assert frame_code_at(result.path, t) == source.source_frame_at(t)
+    if source.spec.audio:
+      assert abs(audio_lag_samples(result.path, source, start, end)) <= 2
+
+
+def test_exact_cuts_of_mpeg_ps_are_copied_to_keep_the_clock(make_downloader, serve_as, server, media):
+  # Re-encoding MPEG-PS after ffmpeg's input seek shifts every frame by one.
+  source = media.late_start["late_mpg_video"]
+  ytid = serve_as("late_mpg_video.mpg", ext="mpg")
+  result = make_downloader(url_template=server.url_template("{ytid}.mpg"), exact_cuts=True).download(
+      request(ytid, 4.3, 6.1))
+  assert result.ok, result
+  for t in (4.32, 5.0, 6.08):
+    assert frame_code_at(result.path, t) == source.source_frame_at(t)
+
+
+def test_a_download_in_a_clock_moving_container_is_not_reused(make_downloader, serve_as, server, media):
+  ytid = serve_as("late_mpg_video.mpg", ext="mpg")
+  downloader = make_downloader(url_template=server.url_template("{ytid}.mpg"), reuse_existing=True)
+  stale = os.path.join(downloader.config.output_dir, f"yt_{ytid}_000002000.mpg")
+  shutil.copyfile(media.late_start["late_mpg_video"].path, stale)  # decodes and covers the span, wrong clock
+
+  result = downloader.download(request(ytid, 2.0, 3.0))
+
+  assert result.ok and result.attempts == 1 and result.path.endswith(".mp4")
+  assert server.request_count(f"{ytid}.mpg") > 0
+  assert not os.path.exists(stale)
 
 
 def test_exact_cuts_start_at_the_section(make_downloader, serve_as, media):

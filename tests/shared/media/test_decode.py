@@ -7,6 +7,7 @@ import math
 import os
 import pickle
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -215,6 +216,21 @@ def test_truncated_matroska_decodes_what_is_there_and_refuses_what_is_not(contai
   assert isinstance(raised.value, errors.CorruptMediaError)
 
 
+@pytest.mark.parametrize("clock_origin_s", [None, 0.0], ids=["own-clock", "presentation-clock"])
+def test_a_late_starting_matroska_file_is_truncated_only_when_cut(clock_origin_s, make_clip, tmp_path):
+  # Matroska declares where it ends (5.5 s), not how long it lasts from its
+  # first timestamp (1.5 s): a span past the end of the whole file is padded...
+  clip = make_clip(container="mkv", duration_s=4.0, start_offset_s=1.5)
+  shift = 0.0 if clock_origin_s is None else 1.5
+  complete = decode.decode_clip(clip.path, 3.0 + shift, 6.0 + shift, clock_origin_s=clock_origin_s)
+  assert complete.padded_frames == 50
+  # ...and one past the end of a cut file is refused.
+  data = open(clip.path, "rb").read()
+  path = _write(tmp_path / f"cut_late_{shift}.mkv", data[:len(data) // 2])
+  with pytest.raises(errors.TruncatedMediaError):
+    decode.decode_clip(path, 2.5 + shift, 5.0 + shift, clock_origin_s=clock_origin_s)
+
+
 def test_truncated_mpeg_ps_pads_and_records_the_shortfall(make_clip, tmp_path):
   # MPEG-PS declares no duration, so a cut file looks like a shorter one.
   clip = make_clip(container="mpg", duration_s=4.0)
@@ -270,3 +286,68 @@ def test_numpy_numbers_are_valid_span_bounds(make_clip, codes_of):
   assert codes_of(decoded.jpeg_frames) == [clip.source_frame_at(0.5 + k / 25) for k in range(13)]
   with pytest.raises(errors.InvalidSpanError):
     decode.decode_clip(clip.path, "0", 1.0)
+
+
+# ---------------------------------------------------------------------------
+# Memory: frames leave the decoder as they are made.
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("audio", [True, False], ids=["with-audio", "video-only"])
+def test_frames_stream_out_while_the_span_is_decoded(audio, make_clip, codes_of):
+  # 50 fps, as EPIC-KITCHENS; a span of 21.7 s after a seek. Frame k must come
+  # out once the decoder reaches the source frame after t_k, never after the
+  # whole span: what a caller does not keep is not held anywhere.
+  clip = make_clip(container="mp4", fps=50, duration_s=30.0, audio=audio)
+  start_s, end_s = 7.3, 29.0
+  frames = decode.ClipDecoder(decode.DecodeOptions(short_side=64)).stream(clip.path, start_s, end_s)
+  lags, jpegs = [], []
+  for k, jpeg in enumerate(frames):
+    lags.append(frames.decoded_until_s - (start_s + k / contract.VIDEO_FPS))
+    jpegs.append(jpeg)
+  assert codes_of(jpegs) == [clip.source_frame_at(start_s + k / contract.VIDEO_FPS) for k in range(len(jpegs))]
+  assert len(jpegs) == contract.num_frames(end_s - start_s)
+  # One source frame ahead (20 ms)...
+  assert max(lags[2 * contract.VIDEO_FPS:]) <= 0.1
+  # ...and right after the seek at most until the audio shows where it landed.
+  assert max(lags) <= (decode._MAX_UNCONFIRMED_FRAMES + 1) / contract.VIDEO_FPS
+  if not audio:
+    assert max(lags) <= 0.1
+  # The rest of the decode, without the frames the caller did not ask to keep.
+  assert frames.clip.jpeg_frames == [] and frames.clip.has_audio == audio
+  assert frames.clip.audio.shape == (contract.num_audio_samples(end_s - start_s),)
+  assert frames.clip.decoded_duration_s == pytest.approx(end_s - start_s)
+
+
+def test_a_stream_is_iterated_once_and_checks_its_span_at_once(make_clip):
+  clip = make_clip(container="mkv")
+  frames = decode.ClipDecoder().stream(clip.path, 0.0, 0.2)
+  assert frames.clip is None
+  assert len(list(frames)) == 5 and frames.clip is not None
+  with pytest.raises(RuntimeError):
+    iter(frames)
+  with pytest.raises(errors.InvalidSpanError):
+    decode.ClipDecoder().stream(clip.path, 1.0, 0.5)
+
+
+# ---------------------------------------------------------------------------
+# The span's clock.
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("container", ["mp4", "mpg"])
+def test_clock_origin_moves_the_spans_zero(container, make_clip, codes_of):
+  # By default second 0 is the media's first timestamp; with clock_origin_s=0
+  # it is presentation time 0, as in a section that keeps its source's clock.
+  clip = make_clip(container=container, fps=25, start_offset_s=1.5 if container == "mp4" else 0.0)
+  with av.open(clip.path) as container_file:
+    first_timestamp = container_file.start_time / av.time_base
+  assert first_timestamp > 0.5  # the mp4 asked for it, the MPEG-PS muxer adds 0.54 s of its own
+  for start_s, end_s in ((0.0, 1.0), (0.93, 2.71)):
+    own_clock = decode.decode_clip(clip.path, start_s, end_s)
+    shifted = decode.decode_clip(clip.path, start_s + first_timestamp, end_s + first_timestamp, clock_origin_s=0.0)
+    assert codes_of(shifted.jpeg_frames) == codes_of(own_clock.jpeg_frames)
+    np.testing.assert_allclose(shifted.audio, own_clock.audio, atol=1e-6)
+  # Seconds before the media's first timestamp are padded with its first frame, and silent.
+  early = decode.decode_clip(clip.path, 0.0, first_timestamp + 0.4, clock_origin_s=0.0)
+  before = contract.num_frames(first_timestamp)
+  assert codes_of(early.jpeg_frames)[:before] == [0] * before
+  assert early.padded_frames >= before - 1
+  assert not early.audio[:int((first_timestamp - 0.05) * contract.AUDIO_SAMPLE_RATE)].any()
+  assert early.decoded_duration_s == pytest.approx(0.4, abs=0.05)

@@ -71,3 +71,26 @@ def test_spec_validation():
     generator.ClipSpec(video=False, audio=False)
   with pytest.raises(ValueError):
     generator.ClipSpec(container="mpg", variable_frame_rate=True)
+
+
+def test_late_start_clips_start_where_they_say(tmp_path):
+  import av
+
+  clips = generator.write_late_start_clips(str(tmp_path), duration_s=1.0)
+  assert tuple(clips) == generator.LATE_START_NAMES
+  first_timestamps = {}
+  for name, clip in clips.items():
+    with av.open(clip.path) as container:
+      first_timestamps[name] = container.start_time / av.time_base
+      # The truth is on the clock from that first timestamp: frame n is shown at frame_times[n].
+      for frame in container.decode(video=0):
+        shown_at = frame.time - first_timestamps[name]
+        assert generator.read_frame_code(frame.to_ndarray(format="rgb24")) == clip.source_frame_at(shown_at)
+    assert (clip.audio_start_s is not None) == clip.spec.audio
+  assert first_timestamps["late_mpg_video"] == pytest.approx(generator.MPEG_PS_FIRST_TIMESTAMP_S)
+  assert first_timestamps["late_mp4_video"] == pytest.approx(generator.MPEG_PS_FIRST_TIMESTAMP_S)
+  # Audio starts the media a little earlier: MP2's and AAC's coding delays.
+  assert 0.5 < first_timestamps["late_mpg_av"] < generator.MPEG_PS_FIRST_TIMESTAMP_S
+  assert 0.5 < first_timestamps["late_mp4_av"] < generator.MPEG_PS_FIRST_TIMESTAMP_S
+  assert clips["late_mp4_av"].frame_times[0] == pytest.approx(generator.MPEG_PS_FIRST_TIMESTAMP_S
+                                                              - first_timestamps["late_mp4_av"])

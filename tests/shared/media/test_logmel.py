@@ -86,3 +86,17 @@ def test_a_tone_lands_in_its_mel_bin():
   tone = np.sin(2 * np.pi * 1000.0 * np.arange(rate) / rate).astype(np.float32)
   loudest_bin = int(np.bincount(logmel.log_mel(tone).argmax(axis=1)).argmax())
   assert loudest_bin == int(logmel.mel_filterbank()[round(1000.0 * 512 / rate)].argmax())
+
+
+def test_blocks_of_rows_give_the_same_log_mel():
+  # 3.3 s: 330 rows, so blocks of 100 and of 7 rows both meet the mirrored
+  # edges and cut rows apart mid-waveform; one block of everything is the
+  # whole-waveform computation.
+  rng = np.random.default_rng(3)
+  waveform = (0.1 * rng.standard_normal(int(3.3 * contract.AUDIO_SAMPLE_RATE)) + 0.05).astype(np.float32)
+  whole = logmel.log_mel(waveform, rows_per_block=10**9)
+  assert whole.shape == (contract.num_mel_rows(waveform.size), contract.MEL_NUM_BINS)
+  for rows_per_block in (100, 7):
+    np.testing.assert_allclose(logmel.log_mel(waveform, rows_per_block=rows_per_block), whole, rtol=0, atol=1e-5)
+  with pytest.raises(ValueError):
+    logmel.log_mel(waveform, rows_per_block=0)
