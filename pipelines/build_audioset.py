@@ -1,11 +1,11 @@
 """Build AudioSet shards: download the segments still on YouTube, extract features, write shards.
 
     python -m pipelines.build_audioset --split eval --segments eval_segments.csv \\
-        --labels class_labels_indices.csv --output_dir builds/audioset/eval
+        --class_labels class_labels_indices.csv --output_dir builds/audioset/eval
 
     # AS-500K, the paper's balanced 500k subset of unbalanced_train (see WORKSPACE.md):
     python -m pipelines.build_audioset --split as500k --segments unbalanced_train_segments.csv \\
-        --labels class_labels_indices.csv --output_dir gs://BUCKET/audioset/as500k \\
+        --class_labels class_labels_indices.csv --output_dir gs://BUCKET/audioset/as500k \\
         --runner=DataflowRunner --project=PROJECT --region=REGION \\
         --temp_location=gs://BUCKET/tmp --sdk_container_image=IMAGE
 
@@ -36,7 +36,7 @@ def make_parser() -> argparse.ArgumentParser:
   source.add_argument("--split", required=True, choices=SPLITS)
   source.add_argument("--segments", required=True,
                       help="the split's segment CSV (for as500k: unbalanced_train_segments.csv)")
-  source.add_argument("--labels", required=True, help="class_labels_indices.csv")
+  build_cli.add_class_labels_argument(source, required=True, help="class_labels_indices.csv")
   source.add_argument("--as500k_size", type=int, default=as500k.AS500K_SIZE,
                       help=f"size of the balanced subset for --split as500k (default {as500k.AS500K_SIZE})")
   build_cli.add_build_arguments(parser)
@@ -45,7 +45,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def load_split(args: argparse.Namespace) -> tuple[build.SplitToBuild, Optional[as500k.SubsetReport]]:
-  label_map = audioset.load_audioset_label_map(args.labels)
+  label_map = audioset.load_audioset_label_map(args.class_labels)
   source_split = "unbalanced_train" if args.split == "as500k" else args.split
   parsed = audioset.parse_audioset_segments(args.segments, label_map, split=source_split,
                                             skip_bad_rows=args.skip_bad_rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import tempfile
 from typing import Callable, Optional, Sequence
@@ -91,11 +92,54 @@ def youtube_fetch(args: argparse.Namespace) -> beam.PTransform:
                                 verify_by_decoding=args.verify_by_decoding)
 
 
+# Beam's --labels (a Dataflow job's labels) takes KEY=VALUE; a class-label file name never has that form.
+_JOB_LABEL = re.compile(r"^[a-z][a-z0-9_-]*=")
+
+
+def add_class_labels_argument(group, *, required: bool, help: str) -> None:
+  """--class_labels FILE; --labels FILE, the name the docs used, still works without hiding Beam's --labels."""
+  group.add_argument("--class_labels", required=False, default=None, help=help + (" (required)" if required else ""))
+  group.add_argument("--labels", dest="class_labels_or_job_labels", action="append", default=[],
+                     help="the same as --class_labels (a KEY=VALUE value is Beam's Dataflow job label)")
+  group.set_defaults(class_labels_required=required)
+
+
+def _route_labels(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_args: list[str]) -> None:
+  values = getattr(args, "class_labels_or_job_labels", None)
+  if values is None:
+    return
+  for value in values:
+    if _JOB_LABEL.match(value):
+      beam_args.append(f"--labels={value}")  # Beam's own, not ours
+    elif args.class_labels is None:
+      args.class_labels = value
+    elif args.class_labels != value:
+      parser.error(f"--labels {value} and --class_labels {args.class_labels} name two class-label files")
+  if args.class_labels_required and args.class_labels is None:
+    parser.error("the following arguments are required: --class_labels (or --labels)")
+
+
+def unknown_beam_flags(beam_args: Sequence[str]) -> list[str]:
+  """The arguments that neither our parser nor any of Beam's PipelineOptions knows (no prefix matching)."""
+  from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+  parser = _BeamArgumentParser(allow_abbrev=False)
+  for options_class in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+    options_class._add_argparse_args(parser)  # pylint: disable=protected-access
+  _, unknown = parser.parse_known_args(list(beam_args))
+  return unknown
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]):
-  """Our options, and everything else for Beam."""
+  """Our options, and everything else for Beam; an argument neither knows is an error naming it."""
   parser.epilog = BEAM_PASSTHROUGH_HELP
   parser.formatter_class = argparse.RawDescriptionHelpFormatter
+  parser.allow_abbrev = False  # --label must not become our --labels, nor --clip our --clip_seconds
   args, beam_args = parser.parse_known_args(argv)
+  _route_labels(parser, args, beam_args)
+  unknown = unknown_beam_flags(beam_args)
+  if unknown:
+    parser.error(f"unrecognized arguments: {' '.join(unknown)} (neither a build option nor a Beam pipeline option)")
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
   # Beam's own INFO lines (worker start-up, state caches) drown the build's story.
   logging.getLogger("apache_beam").setLevel(logging.WARNING)

@@ -19,7 +19,7 @@ transiently failed ones):
 Annotations: ``vggsound.csv`` (``YTID,start_seconds,label,train|test``, no
 header) with --csv, or a file list like the repo's ``test.csv``
 (``YTID_000300.mp4,label``) with --file_list. Class indices are the sorted
-list of the labels (stat.csv's with --labels, else the CSV's own), written
+list of the labels (stat.csv's with --class_labels, else the CSV's own), written
 into every build as label_map.json.
 """
 
@@ -44,8 +44,8 @@ def make_parser() -> argparse.ArgumentParser:
   source.add_argument("--split", default="test", help="train or test (default test)")
   source.add_argument("--clip_seconds", type=float, default=vggsound.CLIP_SECONDS,
                       help=f"length of each clip from its start (VGGSound's are {vggsound.CLIP_SECONDS} s)")
-  source.add_argument("--labels", default=None,
-                      help="stat.csv, whose sorted labels give the class indices (default: the CSV's labels)")
+  build_cli.add_class_labels_argument(
+      source, required=False, help="stat.csv, whose sorted labels give the class indices (default: the CSV's labels)")
   build_cli.add_build_arguments(parser)
   build_cli.add_download_arguments(parser)
   return parser
@@ -61,8 +61,8 @@ def load_split(args: argparse.Namespace) -> build.SplitToBuild:
 
 def _parse_split(args: argparse.Namespace) -> build.SplitToBuild:
   annotations = args.csv or args.file_list
-  if args.labels:
-    label_map = vggsound.load_vggsound_label_map(args.labels)
+  if args.class_labels:
+    label_map = vggsound.load_vggsound_label_map(args.class_labels)
   else:
     label_map = vggsound.vggsound_label_map_from_csv(annotations)
   if args.csv:

@@ -151,3 +151,22 @@ def test_the_job_graph_does_not_grow_with_the_clips(tmp_path):
   small, large = _dataflow_graph_bytes(1_000, tmp_path), _dataflow_graph_bytes(500_000, tmp_path)
   assert large < 1_000_000
   assert abs(large - small) <= 0.01 * small, (small, large)
+
+
+@pytest.mark.parametrize("typo", [["--clips_per_shards", "8"], ["--clip", "3"], ["--num_worker=3"]])
+def test_a_flag_nobody_knows_is_an_error_naming_it(typo, capsys):
+  with pytest.raises(SystemExit) as stopped:
+    build_cli.parse_args(build_vggsound.make_parser(), ["--file_list", "x.csv", "--output_dir", "o", *typo])
+  assert stopped.value.code == 2
+  assert f"unrecognized arguments: {' '.join(typo)}" in capsys.readouterr().err
+
+
+def test_class_labels_do_not_hide_beams_job_labels():
+  from pipelines import build_audioset
+
+  args, beam_args = build_cli.parse_args(build_audioset.make_parser(), [
+      "--split", "eval", "--segments", "s.csv", "--labels", "class_labels_indices.csv", "--output_dir", "o",
+      "--labels", "team=av", "--label", "cost=research", *DATAFLOW_FLAGS])
+  assert args.class_labels == "class_labels_indices.csv"  # the name the docs used still works
+  assert "--labels=team=av" in beam_args and "--label" in beam_args
+  assert build.pipeline_options(beam_args).view_as(GoogleCloudOptions).labels == ["cost=research", "team=av"]
