@@ -457,6 +457,7 @@ def run_plan(plan: BuildPlan, fetch_step: beam.PTransform, options: PipelineOpti
 def remove_leftovers(plan: BuildPlan, fetch_step: beam.PTransform) -> None:
   """What killed earlier runs left in a build that is now finished: temporaries, staged records, partial downloads."""
   build = plan.layout
+  files.delete(build.work_list)  # done with
   leftovers = files.match(files.join(build.root, "*" + files.INCOMPLETE_MARKER + "*"))
   leftovers += files.match(files.join(build.staging_dir, "*"))  # every record staged now is in a shard
   for path in leftovers:
