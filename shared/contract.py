@@ -89,6 +89,10 @@ VERB_INDEX_KEY = "clip/label/verb_index"  # int64 (EPIC-KITCHENS)
 NOUN_INDEX_KEY = "clip/label/noun_index"  # int64 (EPIC-KITCHENS)
 ACTION_INDEX_KEY = "clip/label/action_index"  # int64 (EPIC-KITCHENS)
 HAS_AUDIO_KEY = "clip/has_audio"  # int64 0/1; 0 means the melspec is of silence
+# int64 0/1; 0: the source had no video stream (an audio-only file) and the
+# frames are black squares (blank_frame_size). Records written before the key
+# existed lack it: they all had video (read as 1).
+HAS_VIDEO_KEY = "clip/has_video"
 DECODED_DURATION_KEY = "clip/decoded_duration/seconds"  # float, true media covered
 SOURCE_FPS_KEY = "media/source/fps"  # float, the source's native frame rate
 SOURCE_WIDTH_KEY = "media/source/width"  # int64
@@ -148,6 +152,17 @@ def resized_frame_size(width: int, height: int, short_side: int = FRAME_SHORT_SI
     return short_side, long_side
   long_side = 2 * max(1, round(width * short_side / height / 2))
   return long_side, short_side
+
+
+def blank_frame_size(short_side: int = FRAME_SHORT_SIDE) -> tuple[int, int]:
+  """(width, height) of the black frames a clip without video stores: a square of the short side.
+
+  A source without video has no aspect ratio to keep; a square crops the same
+  way whatever the reader takes from it.
+  """
+  if short_side <= 0:
+    raise ValueError(f"short_side must be positive, got {short_side}")
+  return short_side, short_side
 
 
 def contract_parameters() -> dict[str, Any]:

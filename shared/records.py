@@ -56,6 +56,8 @@ class ClipRecord:
     label_indices: class indices (multi-hot for AudioSet, one for VGGSound).
     label_names: class names, one per index.
     has_audio: False when the source had no audio stream (melspec of silence).
+    has_video: False when the source had no video stream (black frames of
+      contract.blank_frame_size); records written before the key read True.
     decoded_duration_s: how much of the span real media covered; less than
       end_s - start_s when the source ended early and frames were padded.
     source_fps: the source's native frame rate.
@@ -88,6 +90,7 @@ class ClipRecord:
   noun_index: int = contract.NO_LABEL
   action_index: int = contract.NO_LABEL
   schema_version: int = contract.SCHEMA_VERSION
+  has_video: bool = True
 
   def validate(self) -> None:
     """Raises RecordError if the clip breaks the contract's shape rules."""
@@ -171,6 +174,7 @@ def encode(record: ClipRecord) -> bytes:
   context[contract.NOUN_INDEX_KEY].CopyFrom(_ints([record.noun_index]))
   context[contract.ACTION_INDEX_KEY].CopyFrom(_ints([record.action_index]))
   context[contract.HAS_AUDIO_KEY].CopyFrom(_ints([int(record.has_audio)]))
+  context[contract.HAS_VIDEO_KEY].CopyFrom(_ints([int(record.has_video)]))
   context[contract.DECODED_DURATION_KEY].CopyFrom(_floats([record.decoded_duration_s]))
   context[contract.SOURCE_FPS_KEY].CopyFrom(_floats([record.source_fps]))
   context[contract.SOURCE_WIDTH_KEY].CopyFrom(_ints([record.source_width]))
@@ -309,6 +313,9 @@ def decode(serialized: bytes, check_schema: bool = True) -> ClipRecord:
       noun_index=_one(context, contract.NOUN_INDEX_KEY, "int64_list", clip_id),
       action_index=_one(context, contract.ACTION_INDEX_KEY, "int64_list", clip_id),
       schema_version=schema,
+      # Written since audio-only sources are built; every record before had video.
+      has_video=bool(_one(context, contract.HAS_VIDEO_KEY, "int64_list", clip_id))
+      if contract.HAS_VIDEO_KEY in context else True,
   )
 
 

@@ -41,14 +41,22 @@ picks the frame that starts there.
 Failures are typed (:mod:`shared.media.errors`): a missing audio stream is not
 one (silence, has_audio False); a span past either end of the media is padded
 (the nearest frame repeated, zero audio) and says so in decoded_duration_s and
-padded_frames.
+padded_frames. A missing video stream is one unless the caller allows audio
+alone (``require_video=False``): then the frames are black squares
+(contract.blank_frame_size), one per sample time as ever, and has_video is False.
+
+Files on an object store (``gs://``) are read through shared.files, a seekable
+file object that FFmpeg seeks in like a local file: only what the span needs
+(and the container's index) is fetched, never the whole video.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import fractions
+import functools
 import io
 import math
 import numbers
@@ -60,7 +68,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, VideoReformatter
 from PIL import Image
 
-from shared import contract
+from shared import contract, files
 from shared.media import errors
 
 Fraction = fractions.Fraction
@@ -151,6 +159,8 @@ class DecodedClip:
       at contract.AUDIO_SAMPLE_RATE, sample 0 at start_s; zeros where the
       source has no audio.
     has_audio: whether the source has an audio stream at all.
+    has_video: whether the source has a video stream; without one (allowed
+      by require_video=False) the frames are black and the source_* fields 0.
     source_fps: the video stream's native (average) frame rate.
     source_width: the video stream's coded frame width.
     source_height: the video stream's coded frame height.
@@ -175,6 +185,7 @@ class DecodedClip:
   source_height: int
   decoded_duration_s: float
   padded_frames: int
+  has_video: bool = True
 
 
 def _check_span(start_s: float, end_s: float) -> tuple[float, float]:
@@ -230,6 +241,14 @@ class _FrameEncoder:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=self._quality)
     return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=8)
+def _blank_jpeg(width: int, height: int, quality: int) -> bytes:
+  """The black frame a clip without video stores, encoded once per size and quality."""
+  buffer = io.BytesIO()
+  Image.new("RGB", (width, height)).save(buffer, format="JPEG", quality=quality)
+  return buffer.getvalue()
 
 
 class _AudioAssembler:
@@ -298,15 +317,18 @@ class ClipDecoder:
   def __init__(self, options: DecodeOptions = DecodeOptions()):
     self.options = options
 
-  def decode(self, path: str, start_s: float, end_s: float, clock_origin_s: Optional[float] = None) -> DecodedClip:
+  def decode(self, path: str, start_s: float, end_s: float, clock_origin_s: Optional[float] = None,
+             require_video: bool = True) -> DecodedClip:
     """Decodes [start_s, end_s) of `path`; see the module docstring.
 
     Args:
-      path: a media file FFmpeg can read.
+      path: a media file FFmpeg can read, local or on an object store (gs://).
       start_s: span start, seconds on the span's clock, >= 0.
       end_s: span end, seconds, > start_s. May lie past the end of the media.
       clock_origin_s: the presentation time (seconds) of the clock's zero;
         None: the container's start_time, the media's first timestamp.
+      require_video: a file without a video stream fails; False: its audio is
+        decoded and the frames are black (has_video False).
 
     Returns:
       The decoded clip.
@@ -316,16 +338,16 @@ class ClipDecoder:
       UnreadableMediaError: the file cannot be opened or read.
       CorruptMediaError: the file is not media, or its data fails to decode.
       TruncatedMediaError: the media stops before its declared end, inside the span.
-      NoVideoStreamError: the file has no video stream.
+      NoVideoStreamError: the file has no video stream (and require_video), or no stream at all.
       DecodeTimeoutError: decoding exceeded options.deadline_s.
     """
-    frames = self.stream(path, start_s, end_s, clock_origin_s, keep_frames=True)
+    frames = self.stream(path, start_s, end_s, clock_origin_s, keep_frames=True, require_video=require_video)
     for _ in frames:
       pass
     return frames.clip
 
   def stream(self, path: str, start_s: float, end_s: float, clock_origin_s: Optional[float] = None,
-             keep_frames: bool = False) -> "FrameStream":
+             keep_frames: bool = False, require_video: bool = True) -> "FrameStream":
     """The span's JPEG frames, handed out one by one as they are encoded.
 
     Same arguments and errors as :meth:`decode` (errors are raised while
@@ -336,13 +358,27 @@ class ClipDecoder:
       keep_frames: also keep every JPEG in ``clip.jpeg_frames`` (what
         :meth:`decode` does); otherwise that list stays empty.
     """
-    return FrameStream(self, path, start_s, end_s, clock_origin_s, keep_frames)
+    return FrameStream(self, path, start_s, end_s, clock_origin_s, keep_frames, require_video)
 
   # -------------------------------------------------------------------------
-  def _open(self, path: str) -> av.container.InputContainer:
+  @contextlib.contextmanager
+  def _open(self, path: str) -> Iterator[av.container.InputContainer]:
+    """The open container (closed, and its remote file with it, when the block ends)."""
+    with contextlib.ExitStack() as opened:
+      source = str(path)
+      if files.is_remote(source):
+        try:
+          source = opened.enter_context(files.open_read(source))
+        except Exception as e:  # noqa: BLE001 (each object store raises its own: missing, no permission)
+          raise errors.UnreadableMediaError(path, f"cannot open ({type(e).__name__}: {e})") from e
+      container = self._open_container(path, source)
+      opened.callback(container.close)
+      yield container
+
+  def _open_container(self, path: str, source) -> av.container.InputContainer:
     timeout = self.options.io_timeout_s
     try:
-      return av.open(str(path), mode="r", timeout=(timeout, timeout))
+      return av.open(source, mode="r", timeout=(timeout, timeout))
     except av.error.InvalidDataError as e:
       raise errors.CorruptMediaError(path, f"FFmpeg cannot read it as media ({e})") from e
     except av.error.ExitError as e:
@@ -371,8 +407,9 @@ class FrameStream:
   """
 
   def __init__(self, decoder: ClipDecoder, path: str, start_s: float, end_s: float,
-               clock_origin_s: Optional[float], keep_frames: bool):
+               clock_origin_s: Optional[float], keep_frames: bool, require_video: bool = True):
     self._decoder = decoder
+    self._require_video = require_video
     self._path = path
     self._start_s, self._end_s = _check_span(start_s, end_s)
     if clock_origin_s is not None and (isinstance(clock_origin_s, bool) or not isinstance(
@@ -415,13 +452,15 @@ class FrameStream:
     options, path = self._decoder.options, self._path
     start_s, end_s = self._start_s, self._end_s
     start = Fraction(start_s)
-    container = self._decoder._open(path)
-    try:
+    with self._decoder._open(path) as container:
       video_stream = next(
           (s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
-      if video_stream is None:
-        raise errors.NoVideoStreamError(path, "no video stream (audio only or not a video file)")
       audio_stream = container.streams.audio[0] if container.streams.audio else None
+      if video_stream is None:
+        if self._require_video or audio_stream is None:
+          raise errors.NoVideoStreamError(path, "no video stream (audio only or not a video file)")
+        yield from self._audio_only(container, audio_stream, seek_back, deadline)
+        return
       video_stream.thread_count = options.decoder_threads
       video_stream.thread_type = "SLICE" if options.decoder_threads == 1 else "AUTO"
 
@@ -468,8 +507,66 @@ class FrameStream:
           decoded_duration_s=float(covered),
           padded_frames=selector.padded,
       )
-    finally:
-      container.close()
+
+  def _audio_only(self, container, audio_stream, seek_back: Optional[float], deadline: float) -> Iterator[bytes]:
+    """An attempt at a file without video: the span's audio, and a black frame per sample time.
+
+    Raises _SeekOvershoot before yielding anything if the seek landed after the span.
+    """
+    options, path = self._decoder.options, self._path
+    start_s, end_s = self._start_s, self._end_s
+    start = Fraction(start_s)
+    container_start = Fraction(container.start_time or 0) * _AV_TIME_BASE
+    origin = container_start if self._clock_origin is None else self._clock_origin
+    audio = _AudioAssembler(start, contract.num_audio_samples(end_s - start_s), origin)
+    preroll = Fraction(options.audio_preroll_s)
+    if container.format.flags & _AVFMT_TS_DISCONT:
+      preroll += Fraction(_TIMESTAMP_RESYNC_MARGIN_S)
+    target = None if seek_back is None else start - preroll - Fraction(seek_back)
+    seeked = target is not None and target > container_start - origin and _seek(container, audio_stream,
+                                                                                origin + target)
+    confirmed = not seeked
+    decoded_any = False
+    decode_errors = 0
+    try:
+      for packet in container.demux(audio_stream):
+        if time.monotonic() > deadline:
+          raise errors.DecodeTimeoutError(path, f"decoding took longer than {options.deadline_s} s")
+        if audio.done:
+          break
+        try:
+          frames = packet.decode()
+        except av.error.ExitError:
+          raise
+        except av.FFmpegError as e:
+          decode_errors += 1
+          if decode_errors > options.max_decode_errors:
+            raise errors.CorruptMediaError(path, f"{decode_errors} packets failed to decode, the last: {e}") from e
+          continue
+        for frame in frames:
+          decoded_any = True
+          audio.add(frame)
+        if not confirmed and audio.covered_from is not None:
+          if audio.covered_from:
+            _check_audio_seek(audio_stream, origin, start)
+          confirmed = True
+      if not audio.done:
+        audio.add(None)
+    except av.error.ExitError as e:
+      raise errors.DecodeTimeoutError(path, f"a read took longer than {options.io_timeout_s} s") from e
+    except av.FFmpegError as e:
+      raise errors.CorruptMediaError(path, f"decoding failed ({e})") from e
+    if not decoded_any:
+      raise errors.CorruptMediaError(path, "the audio stream holds no decodable frame")
+    width, height = contract.blank_frame_size(options.short_side)
+    blank = _blank_jpeg(width, height, options.jpeg_quality)
+    for _ in range(contract.num_frames(end_s - start_s)):
+      yield blank
+    self.clip = DecodedClip(
+        path=str(path), start_s=float(start_s), end_s=float(end_s), jpeg_frames=[], frame_width=width,
+        frame_height=height, audio=audio.samples, has_audio=True, source_fps=0.0, source_width=0, source_height=0,
+        decoded_duration_s=float(Fraction(audio.covered_to - (audio.covered_from or 0), contract.AUDIO_SAMPLE_RATE)),
+        padded_frames=0, has_video=False)
 
   def _demux(self, container, video_stream, audio_stream, selector: "_FrameSelector",
              audio: Optional["_AudioAssembler"], seeked_to: Optional[Fraction], origin: Fraction,

@@ -53,6 +53,17 @@ def test_encode_decode_round_trip():
   _assert_same(record, records.decode(records.encode(record)))
 
 
+def test_has_video_round_trips_and_records_written_before_it_read_as_having_video():
+  silent_picture = _record(has_video=False)
+  assert records.decode(records.encode(silent_picture)).has_video is False
+  from shared import example_proto
+
+  example = example_proto.SequenceExample.FromString(records.encode(_record()))
+  assert example.context.feature[contract.HAS_VIDEO_KEY].int64_list.value == [1]
+  del example.context.feature[contract.HAS_VIDEO_KEY]  # as every record before the key was written
+  assert records.decode(example.SerializeToString()).has_video is True
+
+
 def test_the_same_clip_gives_the_same_bytes_in_every_process():
   # Protobuf orders map entries (the context features) by each process's hash seed unless told otherwise.
   script = (

@@ -172,6 +172,31 @@ def test_audio_only_file_raises_no_video_stream(container, make_clip):
   assert isinstance(raised.value, errors.MediaError)
 
 
+@pytest.mark.parametrize("container, start_offset_s", [("mp4", 0.0), ("webm", 0.5), ("mkv", 0.0)])
+def test_audio_alone_when_allowed_gives_the_audio_and_black_frames(container, start_offset_s, make_clip,
+                                                                  alignment_of):
+  clip = make_clip(container=container, video=False, start_offset_s=start_offset_s)
+  decoder = decode.ClipDecoder(decode.DecodeOptions(short_side=64))
+  # From the middle, so the decoder seeks in the audio alone; on the file's clock, from its first timestamp.
+  decoded = decoder.decode(clip.path, 1.3, 2.8, require_video=False)
+  assert (decoded.has_video, decoded.has_audio) == (False, True)
+  assert len(decoded.jpeg_frames) == contract.num_frames(1.5) and len(set(decoded.jpeg_frames)) == 1
+  black = np.asarray(Image.open(io.BytesIO(decoded.jpeg_frames[0])))
+  assert black.shape == (64, 64, 3) and black.max() <= 2
+  assert (decoded.frame_width, decoded.frame_height) == contract.blank_frame_size(64) == (64, 64)
+  assert (decoded.source_fps, decoded.source_width, decoded.source_height, decoded.padded_frames) == (0.0, 0, 0, 0)
+  assert decoded.decoded_duration_s == pytest.approx(1.5, abs=1e-3)
+  lag, relative_error = alignment_of(clip, decoded)
+  assert abs(lag) <= 2 + contract.AUDIO_SAMPLE_RATE / 1000 and relative_error < 0.02, (lag, relative_error)
+
+
+def test_audio_alone_past_its_end_is_silence_and_says_so(make_clip):
+  clip = make_clip(container="mkv", video=False)
+  decoded = decode.ClipDecoder().decode(clip.path, 2.5, 4.5, require_video=False)
+  assert decoded.decoded_duration_s == pytest.approx(0.5, abs=1e-3)
+  assert not decoded.audio[contract.AUDIO_SAMPLE_RATE:].any() and decoded.audio[:4000].any()
+
+
 def _write(path, data: bytes) -> str:
   with open(path, "wb") as f:
     f.write(data)
