@@ -18,13 +18,22 @@ The JSON document, in order (``manifest_version`` is the layout of this file;
     request_fingerprint, counts {requested, written, failed, failed_by_reason}, melspec_mean,
     melspec_std, clips_without_audio [clip id], shards {format: [file]}, shard_clip_ids {file: [clip id]},
     failed_clips [{clip_id, reason}], label_map, versions, created,
-    previous_build (refreshes), label_maps {name: label map} (EPIC-KITCHENS)
+    previous_build (refreshes), label_maps {name: label map} (EPIC-KITCHENS),
+    clip_origins {counts {origin: clips}, default, listed {origin: [clip id]}}
+
+``clip_origins`` says where each written clip came from (:class:`ClipOrigin`):
+every clip is from ``default`` unless it is listed under another origin. The
+commonest origin is the default, so the block holds only the clips of the
+others (a 500k-clip build downloaded but for 20k local files lists 20k ids,
+not 500k); manifests written before it have none.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import enum
+import functools
 import json
 from typing import Any, Mapping, Optional
 
@@ -40,6 +49,74 @@ class ManifestError(ValueError):
 
 class NothingLostError(ManifestError):
   """Requested clips do not equal written plus failed clips, or a clip is counted twice."""
+
+
+class ClipOrigin(str, enum.Enum):
+  """Where a written clip's record came from; the order breaks ties for the default."""
+
+  DOWNLOADED = "downloaded"  # made from a section downloaded, by this run or an earlier one
+  LOCAL = "local"  # made from a file the user already had (--videos_dir, EPIC-KITCHENS' videos)
+  CARRIED_OVER = "carried_over"  # a refresh took the previous build's record (relabelled)
+
+  def __str__(self) -> str:
+    return self.value
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipOrigins:
+  """Where each written clip came from: one origin for all, but the clips listed under others.
+
+  Attributes:
+    default: the origin of every written clip not listed (the commonest;
+      None when nothing is written).
+    listed: origin -> its clips, sorted; never the default's.
+  """
+
+  default: Optional[str]
+  listed: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    known = {origin.value for origin in ClipOrigin}
+    unknown = sorted({*self.listed, *([self.default] if self.default is not None else [])} - known)
+    if unknown:
+      raise ManifestError(f"unknown clip origins {unknown}; known: {sorted(known)}")
+    if self.default in self.listed:
+      raise ManifestError(f"clips listed under the default origin {self.default!r}")
+
+  @classmethod
+  def of(cls, origin_by_clip: Mapping[str, str]) -> "ClipOrigins":
+    """The compact form of clip id -> origin."""
+    by_origin = collections.defaultdict(list)
+    for clip_id, origin in origin_by_clip.items():
+      by_origin[str(origin)].append(clip_id)
+    if not by_origin:
+      return cls(default=None)
+    order = [origin.value for origin in ClipOrigin]
+    default = max(by_origin, key=lambda origin: (len(by_origin[origin]), -order.index(origin) if origin in order
+                                                  else -len(order)))
+    return cls(default=default, listed={origin: tuple(sorted(ids)) for origin, ids in sorted(by_origin.items())
+                                        if origin != default})
+
+  def origin_of(self, clip_id: str) -> Optional[str]:
+    """The origin of a written clip (the default for any clip not listed)."""
+    return self._listed_origin.get(clip_id, self.default)
+
+  @functools.cached_property
+  def _listed_origin(self) -> dict[str, str]:
+    return {clip_id: origin for origin, ids in self.listed.items() for clip_id in ids}
+
+  def by_clip(self, written: frozenset[str]) -> dict[str, str]:
+    """Clip id -> origin for the written clips."""
+    found = {clip_id: self.default for clip_id in written}
+    found.update((clip_id, origin) for origin, ids in self.listed.items() for clip_id in ids)
+    return found
+
+  def counts(self, written: int) -> dict[str, int]:
+    """Origin -> clips, given how many are written, largest first."""
+    counts = {origin: len(ids) for origin, ids in self.listed.items()}
+    if self.default is not None:
+      counts[self.default] = written - sum(counts.values())
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +174,8 @@ class Manifest:
       a re-run is the same build only if it asks the same.
     extra_label_maps: further label maps by name (EPIC-KITCHENS' verbs and nouns).
     previous_build: the build a refresh carried clips over from.
+    clip_origins: where each written clip came from; None in manifests
+      written before origins were recorded (and by builders that do not).
     versions: versions of what shaped the bytes (Python, libraries).
     created: when the build finished, UTC ISO 8601.
     contract: the data contract's parameters the records were made under.
@@ -117,6 +196,7 @@ class Manifest:
   request_fingerprint: Optional[str] = None
   extra_label_maps: Mapping[str, contract_lib.LabelMap] = dataclasses.field(default_factory=dict)
   previous_build: Optional[str] = None
+  clip_origins: Optional[ClipOrigins] = None
   versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
   created: Optional[str] = None
   contract: Mapping[str, Any] = dataclasses.field(default_factory=contract_lib.contract_parameters)
@@ -138,6 +218,15 @@ class Manifest:
     stray = set(self.clips_without_audio) - set(written)
     if stray:
       problems.append(f"clips without audio that are not written: {sorted(stray)[:5]}")
+    if self.clip_origins is not None:
+      listed = [clip_id for ids in self.clip_origins.listed.values() for clip_id in ids]
+      stray = set(listed) - set(written)
+      if stray:
+        problems.append(f"clips with an origin that are not written: {sorted(stray)[:5]}")
+      if len(set(listed)) != len(listed):
+        problems.append("a clip has two origins")
+      if written and self.clip_origins.default is None:
+        problems.append("written clips without an origin")
     if problems:
       raise NothingLostError(f"{self.dataset}/{self.split}: clips were lost or counted twice: " + "; ".join(problems))
 
@@ -154,6 +243,12 @@ class Manifest:
   def failure_reasons(self) -> dict[str, str]:
     """Failed clip id -> ``class/reason``."""
     return {clip.clip_id: clip.reason for clip in self.failed_clips}
+
+  def origin_counts(self) -> dict[str, int]:
+    """Origin -> written clips ({} when the manifest does not record origins)."""
+    if self.clip_origins is None:
+      return {}
+    return self.clip_origins.counts(sum(len(ids) for ids in self.shard_clip_ids.values()))
 
   def shard_holding(self) -> dict[str, str]:
     """Written clip id -> the shard file it is listed under."""
@@ -173,8 +268,10 @@ class Manifest:
     reasons = ", ".join(f"{reason} {n}" for reason, n in counts.failed_by_reason.items()) or "none"
     num_shards = len(next(iter(self.shards.values()), ()))
     silent = f"; {len(self.clips_without_audio)} written without audio" if self.clips_without_audio else ""
+    origins = self.origin_counts()
+    mixed = ("; written from " + ", ".join(f"{origin} {n}" for origin, n in origins.items())) if len(origins) > 1 else ""
     return (f"{self.dataset}/{self.split}: requested {counts.requested} = written {counts.written} + "
-            f"failed {counts.failed} (failures: {reasons}); {num_shards} shards{silent}")
+            f"failed {counts.failed} (failures: {reasons}); {num_shards} shards{silent}{mixed}")
 
   # -- JSON -------------------------------------------------------------------------
   def to_json_dict(self) -> dict[str, Any]:
@@ -203,6 +300,9 @@ class Manifest:
       document["previous_build"] = self.previous_build
     if self.extra_label_maps:
       document["label_maps"] = {name: m.to_json_dict() for name, m in self.extra_label_maps.items()}
+    if self.clip_origins is not None:
+      document["clip_origins"] = {"counts": self.origin_counts(), "default": self.clip_origins.default,
+                                  "listed": {origin: list(ids) for origin, ids in self.clip_origins.listed.items()}}
     return document
 
   @classmethod
@@ -238,7 +338,8 @@ class Manifest:
           clips_without_audio=tuple(document.get("clips_without_audio") or ()),
           build_options=dict(document.get("build_options") or {}),
           request_fingerprint=document.get("request_fingerprint"), extra_label_maps=extra,
-          previous_build=document.get("previous_build"), versions=dict(document.get("versions") or {}),
+          previous_build=document.get("previous_build"), clip_origins=_clip_origins(document.get("clip_origins")),
+          versions=dict(document.get("versions") or {}),
           created=document.get("created"), contract=dict(document["contract"]),
           schema_version=document["schema_version"])
     except NothingLostError as error:
@@ -249,7 +350,18 @@ class Manifest:
       recorded = document["counts"].get(key)
       if recorded is not None and recorded != value:
         raise ManifestError(f"{where}: counts.{key} is {recorded!r}, but its clip lists make {value!r}")
+    recorded = (document.get("clip_origins") or {}).get("counts")
+    if recorded is not None and recorded != manifest.origin_counts():
+      raise ManifestError(f"{where}: clip_origins.counts is {recorded!r}, but its clip lists make "
+                          f"{manifest.origin_counts()!r}")
     return manifest
+
+
+def _clip_origins(block: Optional[Mapping[str, Any]]) -> Optional[ClipOrigins]:
+  if block is None:
+    return None
+  return ClipOrigins(default=block.get("default"),
+                     listed={origin: tuple(ids) for origin, ids in (block.get("listed") or {}).items()})
 
 
 def _optional_float(value) -> Optional[float]:

@@ -10,7 +10,8 @@ import pathlib
 import pytest
 
 from shared import contract, layout
-from shared.manifest import MANIFEST_VERSION, FailedClip, Manifest, ManifestError, NothingLostError, read_manifest, write_manifest
+from shared.manifest import (MANIFEST_VERSION, ClipOrigin, ClipOrigins, FailedClip, Manifest, ManifestError,
+                             NothingLostError, read_manifest, write_manifest)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 LABELS = contract.LabelMap.from_names("toy", ["a", "b"])
@@ -72,6 +73,44 @@ def test_documents_that_are_not_this_manifest_are_refused():
   assert Manifest.from_json_dict(without_version) == _manifest()
 
 
+def test_clip_origins_list_only_the_clips_not_of_the_commonest_origin():
+  origins = ClipOrigins.of({"a": ClipOrigin.DOWNLOADED, "b": ClipOrigin.LOCAL, "c": ClipOrigin.DOWNLOADED})
+  manifest = _manifest(clip_origins=origins)
+  document = json.loads(json.dumps(manifest.to_json_dict()))
+  assert document["clip_origins"] == {"counts": {"downloaded": 2, "local": 1}, "default": "downloaded",
+                                      "listed": {"local": ["b"]}}
+  read_back = Manifest.from_json_dict(document)
+  assert read_back == manifest and read_back.clip_origins.origin_of("c") == "downloaded"
+  assert read_back.clip_origins.by_clip(read_back.written_clip_ids()) == {"a": "downloaded", "b": "local",
+                                                                          "c": "downloaded"}
+  assert manifest.summary_line().endswith("; written from downloaded 2, local 1")
+  assert _manifest().clip_origins is None and "clip_origins" not in _manifest().to_json_dict()  # older manifests
+  # 500 written clips, 499 downloaded: one id is listed, not 500.
+  many = {f"clip{i:03d}": ClipOrigin.DOWNLOADED for i in range(500)}
+  many["clip007"] = ClipOrigin.CARRIED_OVER
+  assert ClipOrigins.of(many) == ClipOrigins(default="downloaded", listed={"carried_over": ("clip007",)})
+
+
+@pytest.mark.parametrize("origins, match", [
+    (ClipOrigins(default="local", listed={"downloaded": ("d",)}), "with an origin that are not written"),
+    (ClipOrigins(default=None), "written clips without an origin"),
+    (ClipOrigins(default="local", listed={"downloaded": ("a",), "carried_over": ("a",)}), "two origins"),
+])
+def test_clip_origins_must_account_for_the_written_clips(origins, match):
+  with pytest.raises(NothingLostError, match=match):
+    _manifest(clip_origins=origins)
+
+
+def test_unknown_origins_and_wrong_origin_counts_are_refused():
+  with pytest.raises(ManifestError, match="unknown clip origins \\['mirrored'\\]"):
+    ClipOrigins(default="mirrored")
+  document = _manifest(clip_origins=ClipOrigins(default="local")).to_json_dict()
+  with pytest.raises(ManifestError, match="clip_origins.counts"):
+    Manifest.from_json_dict({**document, "clip_origins": {**document["clip_origins"], "counts": {"local": 2}}})
+  with pytest.raises(ManifestError, match="unknown clip origins"):
+    Manifest.from_json_dict({**document, "clip_origins": {"default": "elsewhere"}})
+
+
 def test_contract_check_names_the_schema_and_the_parameters():
   with pytest.raises(contract.ContractMismatchError, match="schema version 2"):
     _manifest(schema_version=contract.SCHEMA_VERSION + 1).check_contract("build x")
@@ -96,7 +135,7 @@ def test_written_last_with_its_label_map_and_read_back(tmp_path):
 def test_manifest_keys_are_spelled_in_one_module():
   # The keys no config or command line shares (those say melspec_mean, previous_build too).
   distinctive_keys = {"manifest_version", "shard_clip_ids", "failed_clips", "failed_by_reason", "label_maps",
-                      "build_options"}
+                      "build_options", "clip_origins"}
   spelled_in = {}
   for package in ("shared", "pipelines", "trainer", "demo", "testsupport", "benchmarks"):
     for path in sorted((REPO_ROOT / package).rglob("*.py")):
