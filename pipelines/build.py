@@ -2,7 +2,8 @@
 
 A build turns one split's ClipRequests into shards:
 
-    requests -> Fetch (download, or open the local EPIC video)
+    requests -> FromLocalFiles (--videos_dir: records made from files the user has; the rest handed on)
+             -> Fetch (download, or open the local EPIC video)
              -> ExtractFeatures (frames, audio, log-mel, serialize)
              -> (+ clips carried over from a previous build)
              -> WriteShards (TFRecord, ArrayRecord) -> WriteManifest
@@ -12,7 +13,9 @@ reason. :func:`run_build` is the whole story: :func:`plan_build` decides what
 to do (nothing, if the same build is finished already; what to carry over on a
 refresh), :func:`run_plan` runs the Beam pipeline, :func:`report` says what
 came of it. The dataset entry points (build_vggsound, build_audioset,
-build_epic_kitchens) only parse their annotations and pick the fetch step.
+build_epic_kitchens) only parse their annotations and pick the sources: the
+local files step, the fetch step, or both. Every written clip's origin
+(downloaded, local, carried over) goes into the manifest.
 
 The output directory's layout is shared.layout; its manifest, shared.manifest;
 the command line the entry points share, pipelines.build_cli.
@@ -32,15 +35,15 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines import clip_requests, features, manifest as manifest_lib, refresh as refresh_lib, resume, shards
-from pipelines import work_list
+from pipelines import clip_requests, features, local_files as local_files_lib, manifest as manifest_lib
+from pipelines import refresh as refresh_lib, resume, shards, work_list
 from pipelines.download import breaker, ledger as ledger_lib
 from pipelines.ledger_sink import WriteToLedger
 from pipelines.progress import ProgressMonitor
 from pipelines.sources.rows import ClipRequest, ParseResult, RejectedRow
 from shared import contract, files, layout
 from shared.failures import FailureClass, Reason
-from shared.manifest import Manifest, ManifestError, read_manifest
+from shared.manifest import ClipOrigin, Manifest, ManifestError, read_manifest
 from shared.media import decode
 
 
@@ -74,6 +77,10 @@ class BuildOptions:
     previous_build: a finished build to refresh from.
     recheck_unavailable: a refresh retries permanent failures too.
     require_audio: clips without an audio stream fail instead of being stored silent.
+    require_video: clips without a video stream fail instead of being stored
+      with black frames (has_video 0). False only where local files may be
+      audio-only (a YouTube build's --videos_dir without --require_video):
+      downloads and EPIC's videos always need video.
     progress_interval: seconds between progress lines on local runs (0: none).
     max_span_s: clips whose span is longer fail as permanent/invalid_span,
       unfetched.
@@ -87,6 +94,7 @@ class BuildOptions:
   previous_build: Optional[str] = None
   recheck_unavailable: bool = False
   require_audio: bool = False
+  require_video: bool = True
   progress_interval: float = 0.0
   max_span_s: float = DEFAULT_MAX_SPAN_S
 
@@ -106,7 +114,7 @@ class BuildOptions:
         output_dir=args.output_dir, formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
         clips_per_shard=args.clips_per_shard, max_clips=args.max_clips, previous_build=args.previous_build,
         recheck_unavailable=args.recheck_unavailable, require_audio=args.require_audio,
-        progress_interval=args.progress_interval, max_span_s=args.max_span_seconds,
+        require_video=args.require_video, progress_interval=args.progress_interval, max_span_s=args.max_span_seconds,
         decode=decode.DecodeOptions(short_side=args.frame_short_side, jpeg_quality=args.jpeg_quality,
                                     deadline_s=args.decode_deadline))
 
@@ -119,7 +127,8 @@ class BuildOptions:
   def shard_options(self) -> dict:
     """The options that shape the records and the shard set (recorded in the manifest)."""
     return {**self.record_options, "formats": ",".join(self.formats), "clips_per_shard": self.clips_per_shard,
-            "require_audio": self.require_audio, "max_span_seconds": self.max_span_s}
+            "require_audio": self.require_audio, "require_video": self.require_video,
+            "max_span_seconds": self.max_span_s}
 
 
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
@@ -196,11 +205,14 @@ class ResumeState:
     written_shards: the shards it finished (file names, one format).
     records_staged: whether records it made wait in staging.
     kept_failures: its permanent failures (from the ledger): not asked again.
+    fetched_origins: (clip id, origin) of the clips it fetched (from the
+      ledger): a recovered record keeps its origin.
   """
 
   written_shards: tuple[str, ...] = ()
   records_staged: bool = False
   kept_failures: tuple[ledger_lib.LedgerRecord, ...] = ()
+  fetched_origins: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,22 +368,47 @@ def checkpoint_of(plan: BuildPlan) -> ResumeState:
   kept = tuple(record for clip_id, record in sorted(ledger.records.items())
                if clip_id in wanted and record.status == ledger_lib.STATUS_FAILED
                and record.reason_class == FailureClass.PERMANENT.value)
+  # Ledgers from before origins were recorded hold downloads only.
+  origins = tuple((clip_id, record.origin or ClipOrigin.DOWNLOADED.value)
+                  for clip_id, record in sorted(ledger.records.items())
+                  if clip_id in wanted and record.status == ledger_lib.STATUS_OK)
   logging.info("resuming %s: %d shards finished, %s, %d permanent failures kept", build.root, len(written),
                "records staged" if staged else "no record staged", len(kept))
   return ResumeState(written_shards=tuple(os.path.basename(path) for path in written), records_staged=staged,
-                     kept_failures=kept)
+                     kept_failures=kept, fetched_origins=origins)
 
 
 # ---------------------------------------------------------------------------
 # The pipeline.
 # ---------------------------------------------------------------------------
-class BuildSplit(beam.PTransform):
-  """A plan's ClipRequests -> shards, ledger and manifest of one split. Outputs the manifest."""
+def single_origin(fetch_step: Optional[beam.PTransform],
+                  local_files: Optional[local_files_lib.RecordsFromLocalFiles]) -> Optional[str]:
+  """The origin of every clip a build fetches when it has one source; None when it has two."""
+  if fetch_step is not None and local_files is not None:
+    return None
+  step = fetch_step if fetch_step is not None else local_files
+  return getattr(step, "origin", ClipOrigin.DOWNLOADED.value)
 
-  def __init__(self, plan: BuildPlan, fetch_step: beam.PTransform):
+
+class BuildSplit(beam.PTransform):
+  """A plan's ClipRequests -> shards, ledger and manifest of one split. Outputs the manifest.
+
+  Args:
+    plan: what to build.
+    fetch_step: ClipRequests -> (FetchedClips, failure LedgerRecords); None
+      when local files are the only source.
+    local_files: records made from local files first, the rest handed on to
+      the fetch step (or failed, without one).
+  """
+
+  def __init__(self, plan: BuildPlan, fetch_step: Optional[beam.PTransform],
+               local_files: Optional[local_files_lib.RecordsFromLocalFiles] = None):
     super().__init__()
+    if fetch_step is None and local_files is None:
+      raise BuildError("a build needs a source: local files, a fetch step, or both")
     self._plan = plan
     self._fetch = fetch_step
+    self._local = local_files
 
   def expand(self, pipeline):
     plan, split, build = self._plan, self._plan.split, self._plan.layout
@@ -379,36 +416,43 @@ class BuildSplit(beam.PTransform):
     # The clips travel in a file, never in the job's graph.
     work = pipeline | "ReadClipRequests" >> work_list.ReadWorkList(build.work_list)
     requests = work.fetch
-    recovered = None
+    made, failures, not_yet_in_ledger = [], [work.known_failures], [work.known_failures]
     if plan.resume and (plan.resume.written_shards or plan.resume.records_staged):
-      recovered, requests = (requests, work.written_shards) | "ResumeFromCheckpoint" >> resume.ResumeFromCheckpoint(
-          plan.options.output_dir, shards_written=bool(plan.resume.written_shards),
-          records_staged=plan.resume.records_staged)
-    fetched, fetch_failures = requests | "Fetch" >> self._fetch
-    encoded, feature_failures = fetched | "ExtractFeatures" >> features.ExtractFeatures(
-        plan.options.decode, require_audio=plan.options.require_audio)
-    encoded = encoded | "StageRecords" >> shards.StageClips(build.staging_dir)
+      recovered, requests = ((requests, work.written_shards, work.origins)
+                             | "ResumeFromCheckpoint" >> resume.ResumeFromCheckpoint(
+                                 plan.options.output_dir, shards_written=bool(plan.resume.written_shards),
+                                 records_staged=plan.resume.records_staged,
+                                 origin=single_origin(self._fetch, self._local)))
+      made.append(recovered)
+    if self._local is not None:
+      made_locally, requests, local_failures = requests | "FromLocalFiles" >> self._local
+      made.append(made_locally | "StageLocalRecords" >> shards.StageClips(build.staging_dir))
+      failures.append(local_failures)  # in the ledger already
+    if self._fetch is not None:
+      fetched, fetch_failures = requests | "Fetch" >> self._fetch
+      encoded, feature_failures = fetched | "ExtractFeatures" >> features.ExtractFeatures(
+          plan.options.decode, require_audio=plan.options.require_audio)
+      made.append(encoded | "StageRecords" >> shards.StageClips(build.staging_dir))
+      failures += [fetch_failures, feature_failures]
+      not_yet_in_ledger.append(feature_failures)
+      if not getattr(self._fetch, "writes_ledger", False):  # e.g. EPIC's missing videos
+        not_yet_in_ledger.append(fetch_failures)
     if plan.refresh and plan.refresh.carry_over:
-      carried = (work.carry_over
-                 | "CarryOverPreviousClips" >> refresh_lib.CarryOverPreviousClips(plan.refresh.previous_dir)
-                 | "StageCarriedRecords" >> shards.StageClips(build.staging_dir))
-      encoded = (encoded, carried) | "WithCarriedOver" >> beam.Flatten()
-    if recovered is not None:
-      encoded = (encoded, recovered) | "WithRecovered" >> beam.Flatten()
+      made.append(work.carry_over
+                  | "CarryOverPreviousClips" >> refresh_lib.CarryOverPreviousClips(plan.refresh.previous_dir)
+                  | "StageCarriedRecords" >> shards.StageClips(build.staging_dir))
+    encoded = made[0] if len(made) == 1 else tuple(made) | "AllRecords" >> beam.Flatten()
 
     shard_infos = encoded | "WriteShards" >> shards.WriteShards(
         plan.options.output_dir, split.split, plan.num_shards, plan.options.formats)
 
-    known = work.known_failures
-    not_yet_in_ledger = [feature_failures, known]
-    if not getattr(self._fetch, "writes_ledger", False):  # e.g. EPIC's missing videos
-      not_yet_in_ledger.append(fetch_failures)
     _ = (tuple(not_yet_in_ledger)
          | "FailuresNotYetInLedger" >> beam.Flatten()
          | "RecordFailuresInLedger" >> WriteToLedger(build.ledger_dir))
-    failures = ((fetch_failures, feature_failures, known)
+    failures = (tuple(failures)
                 | "AllFailures" >> beam.Flatten()
                 | "ClipAndReason" >> beam.Map(lambda r: (r.clip_id, f"{r.reason_class}/{r.reason}")))
+    origins = encoded | "ClipAndOrigin" >> beam.Map(lambda c: (c.clip_id, c.origin))
     # Silence's constant log-mel would drag the mean down and the std to zero: moments come from real audio.
     moments = (encoded
                | "ClipsWithAudio" >> beam.Filter(lambda c: c.has_audio)
@@ -416,7 +460,8 @@ class BuildSplit(beam.PTransform):
     without_audio = (encoded
                      | "ClipsWithoutAudio" >> beam.Filter(lambda c: not c.has_audio)
                      | "ClipIdWithoutAudio" >> beam.Map(lambda c: c.clip_id))
-    return ({"shards": shard_infos, "failures": failures, "moments": moments, "without_audio": without_audio}
+    return ({"shards": shard_infos, "failures": failures, "moments": moments, "without_audio": without_audio,
+             "origins": origins}
             | "WriteManifest" >> manifest_lib.WriteManifest(
                 plan.options.output_dir, dataset=split.dataset, split=split.split, label_map=split.label_map,
                 requested=split.num_requested,
@@ -429,8 +474,8 @@ class BuildSplit(beam.PTransform):
 # ---------------------------------------------------------------------------
 # Run and report.
 # ---------------------------------------------------------------------------
-def run_plan(plan: BuildPlan, fetch_step: beam.PTransform, options: PipelineOptions,
-             progress: bool = True) -> Manifest:
+def run_plan(plan: BuildPlan, fetch_step: Optional[beam.PTransform], options: PipelineOptions,
+             progress: bool = True, local_files: Optional[local_files_lib.RecordsFromLocalFiles] = None) -> Manifest:
   """Runs the plan's pipeline to the end; returns the manifest it wrote."""
   if plan.refresh is not None:
     # The availability of carried-over clips, as last checked, stays in the new ledger.
@@ -438,12 +483,14 @@ def run_plan(plan: BuildPlan, fetch_step: beam.PTransform, options: PipelineOpti
   # Shards are written straight into it; nothing else may have created it (EPIC builds write no downloads).
   files.makedirs(plan.options.output_dir)
   clip_requests.write_requests(plan.layout.requests, plan.requests)
+  # With two sources a recovered record's origin is the ledger's; with one, the build's.
+  origins = plan.resume.fetched_origins if plan.resume and single_origin(fetch_step, local_files) is None else ()
   work_list.write_work_list(plan.layout.work_list, fetch=plan.to_fetch, carry_over=plan.carry_over,
                             known_failures=plan.known_failures,
-                            written_shards=plan.resume.written_shards if plan.resume else ())
+                            written_shards=plan.resume.written_shards if plan.resume else (), origins=origins)
   pipeline = beam.Pipeline(options=options)
   split = plan.split
-  _ = pipeline | f"Build_{split.dataset}_{split.split}" >> BuildSplit(plan, fetch_step)
+  _ = pipeline | f"Build_{split.dataset}_{split.split}" >> BuildSplit(plan, fetch_step, local_files)
 
   logging.info("building %s/%s: %d clips requested, %d to fetch, into %s", split.dataset, split.split,
                split.num_requested, len(plan.to_fetch), plan.options.output_dir)
@@ -481,8 +528,9 @@ def report(plan: BuildPlan, manifest: Manifest) -> None:
     print(refresh_lib.format_refresh_report(changes))
 
 
-def run_build(split: SplitToBuild, fetch_step: beam.PTransform, args: argparse.Namespace,
-              beam_args: Sequence[str], progress: bool = True) -> Manifest:
+def run_build(split: SplitToBuild, fetch_step: Optional[beam.PTransform], args: argparse.Namespace,
+              beam_args: Sequence[str], progress: bool = True,
+              local_files: Optional[local_files_lib.RecordsFromLocalFiles] = None) -> Manifest:
   """Plans, runs and reports one split's build; returns its manifest.
 
   A finished build of the same clips and options in OUTPUT_DIR is left as it
@@ -493,10 +541,13 @@ def run_build(split: SplitToBuild, fetch_step: beam.PTransform, args: argparse.N
     BuildError: the build cannot start, or its downloads stopped after runs of
       failures pointing at this machine (its manifest is written: every clip
       is accounted for, none of those as gone).
+    pipelines.local_files.LocalSourceError: the videos directory is not there.
   """
   options = pipeline_options(beam_args)
   # The launcher reads and writes the build's files with the pipeline's own options (credentials, project).
   FileSystems.set_options(options)
+  if local_files is not None:
+    local_files.check_videos_dir()
   plan = plan_build(split, BuildOptions.from_args(args))
   if plan.finished is not None:
     logging.info("%s already holds this finished build; nothing to do", plan.options.output_dir)
@@ -507,7 +558,7 @@ def run_build(split: SplitToBuild, fetch_step: beam.PTransform, args: argparse.N
       logging.info("refresh from %s: %d to fetch, %d carried over, %d permanent failures kept",
                    refresh.previous_dir, len(refresh.to_fetch), len(refresh.carry_over),
                    len(refresh.carried_failures))
-    manifest = run_plan(plan, fetch_step, options, progress=progress)
+    manifest = run_plan(plan, fetch_step, options, progress=progress, local_files=local_files)
   report(plan, manifest)
   stopped = stopped_downloads(plan, manifest)
   if stopped:

@@ -9,6 +9,13 @@
         --runner=DataflowRunner --project=PROJECT --region=REGION \\
         --temp_location=gs://BUCKET/tmp --sdk_container_image=IMAGE
 
+From clips or videos you have already (see WORKSPACE.md, "Have the clips
+already?"), e.g. whole videos named by id; the others are downloaded:
+
+    python -m pipelines.build_audioset --split eval --segments eval_segments.csv \\
+        --class_labels class_labels_indices.csv --output_dir builds/audioset/eval \\
+        --videos_dir /data/audioset/videos --video_pattern 'video:{ytid}.{ext}'
+
 --segments is the split's segment CSV (three "#" lines, then
 ``YTID, start, end, "labels"``); for as500k it is unbalanced_train's, and the
 build writes the subset's per-class report (as500k_report.json) beside the
@@ -40,6 +47,7 @@ def make_parser() -> argparse.ArgumentParser:
   source.add_argument("--as500k_size", type=int, default=as500k.AS500K_SIZE,
                       help=f"size of the balanced subset for --split as500k (default {as500k.AS500K_SIZE})")
   build_cli.add_build_arguments(parser)
+  build_cli.add_local_source_arguments(parser)
   build_cli.add_download_arguments(parser)
   return parser
 
@@ -79,7 +87,8 @@ def run(argv: Optional[Sequence[str]] = None) -> Manifest:
   """Parses the command line and runs the build; returns its manifest."""
   args, beam_args = build_cli.parse_args(make_parser(), argv)
   split, report = load_split(args)
-  manifest = build.run_build(split, build_cli.youtube_fetch(args), args, beam_args)
+  local, fetch_step = build_cli.clip_sources(args)
+  manifest = build.run_build(split, fetch_step, args, beam_args, local_files=local)
   if report is not None:
     write_subset_report(args.output_dir, report)
   return manifest

@@ -15,8 +15,8 @@ from typing import Callable, Optional, Sequence
 
 import apache_beam as beam
 
-from pipelines import fetch
-from pipelines.build import DEFAULT_MAX_SPAN_S, BuildError
+from pipelines import fetch, local_files
+from pipelines.build import DEFAULT_MAX_SPAN_S, BuildError, BuildOptions
 from pipelines.download import options as download_options
 from pipelines.download.downloader import DownloadConfig
 from shared import contract, files, layout
@@ -92,6 +92,81 @@ def youtube_fetch(args: argparse.Namespace) -> beam.PTransform:
                                 verify_by_decoding=args.verify_by_decoding)
 
 
+# --sources: where the YouTube builds take clips from, tried in this order.
+YOUTUBE_SOURCE = "youtube"
+SOURCES = (local_files.SOURCE_NAME, YOUTUBE_SOURCE)
+
+
+def add_local_source_arguments(parser: argparse.ArgumentParser) -> None:
+  """The YouTube builds' options for clips the user already has (pipelines.local_files)."""
+  group = parser.add_argument_group("clips you have already (see WORKSPACE.md, \"Have the clips already?\")")
+  group.add_argument("--videos_dir", default=None,
+                     help="directory (local or gs://) holding clips or videos named by --video_pattern; "
+                     "they are decoded where they lie, nothing is copied")
+  group.add_argument("--video_pattern", action="append", default=[], metavar="KIND:NAME",
+                     help=f"where a clip's file lies under --videos_dir and its time base (repeatable, tried in "
+                     f"order): clip:NAME for files cut at the span's start (their time 0 is the span's start), "
+                     f"video:NAME for whole videos (their time 0 is the video's); NAME uses "
+                     f"{', '.join('{' + f + '}' for f in local_files.FIELDS)}, e.g. video:{{ytid}}.{{ext}} "
+                     f"(default {local_files.DEFAULT_PATTERN.replace('%', '%%')}, VGGSound's release)")
+  group.add_argument("--sources", default=None,
+                     help="where clips come from, tried in order: local, youtube or local,youtube (default "
+                     "local,youtube with --videos_dir, else youtube)")
+  group.add_argument("--require_video", action="store_true",
+                     help="pass over local files without a video stream (the download is tried next, else the "
+                     "clip fails as invalid_media/missing_stream) instead of storing them with has_video=0 and "
+                     "black frames; downloads always need video")
+
+
+def _resolve_sources(args: argparse.Namespace) -> None:
+  """--sources in order, and whether video is required, from what the command line says.
+
+  Raises:
+    LocalSourceError: unknown or repeated sources, downloads before local
+      files, local files without --videos_dir, or --videos_dir unused.
+  """
+  if not hasattr(args, "sources"):
+    return  # a build without these options (EPIC-KITCHENS' videos are its only source)
+  given = args.sources
+  if given is None:
+    sources = SOURCES if args.videos_dir else (YOUTUBE_SOURCE,)
+  else:
+    sources = tuple(name.strip() for name in given.split(",") if name.strip())
+    unknown = [name for name in sources if name not in SOURCES]
+    if unknown or not sources or len(set(sources)) != len(sources):
+      raise local_files.LocalSourceError(f"--sources {given!r}: name each of {', '.join(SOURCES)} at most once")
+    if list(sources) != [name for name in SOURCES if name in sources]:
+      raise local_files.LocalSourceError(f"--sources {given!r}: local files come before downloads "
+                                         "(a download's failure is final)")
+  if local_files.SOURCE_NAME in sources and not args.videos_dir:
+    raise local_files.LocalSourceError(f"--sources {','.join(sources)} takes local files from --videos_dir: give it")
+  if args.videos_dir and local_files.SOURCE_NAME not in sources:
+    raise local_files.LocalSourceError(f"--videos_dir is given but --sources {','.join(sources)} does not use it")
+  if args.video_pattern and not args.videos_dir:
+    raise local_files.LocalSourceError("--video_pattern names files under --videos_dir: give it")
+  args.sources = sources
+  # Downloads are verified to have video: only local files may be audio-only.
+  args.require_video = args.require_video or local_files.SOURCE_NAME not in sources
+
+
+def clip_sources(args: argparse.Namespace) -> tuple[Optional[local_files.RecordsFromLocalFiles],
+                                                    Optional[beam.PTransform]]:
+  """(the local files step, the fetch step) of a YouTube build, as --sources says; either may be None.
+
+  Raises:
+    LocalSourceError: a --video_pattern that cannot be read.
+  """
+  ledger_dir = layout.BuildLayout(args.output_dir).ledger_dir
+  downloads = YOUTUBE_SOURCE in args.sources
+  local = None
+  if local_files.SOURCE_NAME in args.sources:
+    finder = local_files.LocalFileFinder(args.videos_dir, local_files.parse_patterns(args.video_pattern))
+    local = local_files.RecordsFromLocalFiles(
+        finder, BuildOptions.from_args(args).decode, ledger_dir, require_audio=args.require_audio,
+        require_video=args.require_video, hand_on=downloads)
+  return local, youtube_fetch(args) if downloads else None
+
+
 # Beam's --labels (a Dataflow job's labels) takes KEY=VALUE; a class-label file name never has that form.
 _JOB_LABEL = re.compile(r"^[a-z][a-z0-9_-]*=")
 
@@ -137,6 +212,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]):
   parser.allow_abbrev = False  # --label must not become our --labels, nor --clip our --clip_seconds
   args, beam_args = parser.parse_known_args(argv)
   _route_labels(parser, args, beam_args)
+  _resolve_sources(args)
   unknown = unknown_beam_flags(beam_args)
   if unknown:
     parser.error(f"unrecognized arguments: {' '.join(unknown)} (neither a build option nor a Beam pipeline option)")
@@ -154,7 +230,7 @@ def main_of(run: Callable[[Optional[Sequence[str]]], Manifest], argv: Optional[S
 
   try:
     run(argv)
-  except (BuildError, AnnotationError) as error:
+  except (BuildError, AnnotationError, local_files.LocalSourceError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
   return 0

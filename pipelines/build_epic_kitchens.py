@@ -38,6 +38,7 @@ def make_parser() -> argparse.ArgumentParser:
   source.add_argument("--noun_classes", required=True, help="EPIC_100_noun_classes.csv")
   source.add_argument("--split", default="validation", help="split name, also the shard prefix")
   build_cli.add_build_arguments(parser)
+  parser.set_defaults(require_video=True)  # EPIC's videos are videos: one without a video stream fails, as ever
   return parser
 
 

@@ -16,6 +16,12 @@ transiently failed ones):
     python -m pipelines.build_vggsound --csv vggsound.csv --split test \\
         --output_dir builds/vggsound/test-2026-12 --previous_build builds/vggsound/test
 
+From clips you have already (VGGSound's release, YTID_000300.mp4: see
+WORKSPACE.md, "Have the clips already?"); clips without a file are downloaded:
+
+    python -m pipelines.build_vggsound --csv vggsound.csv --split test \\
+        --output_dir builds/vggsound/test --videos_dir /data/vggsound/video
+
 Annotations: ``vggsound.csv`` (``YTID,start_seconds,label,train|test``, no
 header) with --csv, or a file list like the repo's ``test.csv``
 (``YTID_000300.mp4,label``) with --file_list. Class indices are the sorted
@@ -47,6 +53,7 @@ def make_parser() -> argparse.ArgumentParser:
   build_cli.add_class_labels_argument(
       source, required=False, help="stat.csv, whose sorted labels give the class indices (default: the CSV's labels)")
   build_cli.add_build_arguments(parser)
+  build_cli.add_local_source_arguments(parser)
   build_cli.add_download_arguments(parser)
   return parser
 
@@ -78,7 +85,8 @@ def run(argv: Optional[Sequence[str]] = None) -> Manifest:
   """Parses the command line and runs the build; returns its manifest."""
   args, beam_args = build_cli.parse_args(make_parser(), argv)
   split = load_split(args)
-  return build.run_build(split, build_cli.youtube_fetch(args), args, beam_args)
+  local, fetch_step = build_cli.clip_sources(args)
+  return build.run_build(split, fetch_step, args, beam_args, local_files=local)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

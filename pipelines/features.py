@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Optional
+from typing import Mapping, NamedTuple, Optional, Union
 
 import apache_beam as beam
 
@@ -18,6 +18,7 @@ from pipelines.download import ledger
 from pipelines.sources.rows import ClipRequest
 from shared import contract, records
 from shared.failures import Reason
+from shared.manifest import ClipOrigin
 from shared.media import decode, errors, logmel
 
 FAILED = "failed"  # the tag of every stage's failure output
@@ -38,17 +39,43 @@ class FetchedClip:
       section keeps the source's clock, so both give request.start_s).
     media_clock_origin_s: the presentation time in the file where its clock
       is 0; None: the file's first timestamp, right for a whole source (an
-      EPIC video); 0 for a downloaded section, whose timestamps are the
-      source's own.
+      EPIC video, a local full video), and for a local pre-cut clip, whose
+      first timestamp is the span's start (media_start_s 0); 0 for a
+      downloaded section, whose timestamps are the source's own.
+    origin: where the media came from (shared.manifest.ClipOrigin), recorded
+      in the manifest for the clip's record.
+    passed_over: the ledger's passed_over entries of sources tried before
+      this one (pipelines.download.ledger.passed_over_entry).
   """
 
   request: ClipRequest
   media_path: str
   media_start_s: float
   media_clock_origin_s: Optional[float] = None
+  origin: str = ClipOrigin.DOWNLOADED.value
+  passed_over: tuple[Mapping[str, str], ...] = ()
 
 
-def failure_record(request: ClipRequest, reason: Reason, message: str, attempts: int = 0) -> ledger.LedgerRecord:
+class FallThrough(NamedTuple):
+  """A request an earlier source could not give, handed to the next one with why.
+
+  Attributes:
+    request: the clip.
+    passed_over: the ledger's passed_over entries so far (may be empty: no
+      local file was there at all).
+  """
+
+  request: ClipRequest
+  passed_over: tuple[Mapping[str, str], ...] = ()
+
+
+def as_fall_through(element: Union[ClipRequest, FallThrough]) -> FallThrough:
+  """A fetch step's input, a bare request or one an earlier source handed on, as a FallThrough."""
+  return element if isinstance(element, FallThrough) else FallThrough(element)
+
+
+def failure_record(request: ClipRequest, reason: Reason, message: str, attempts: int = 0,
+                   passed_over: tuple[Mapping[str, str], ...] = ()) -> ledger.LedgerRecord:
   """The ledger record of a requested clip that will not be in the shards.
 
   Failures travel through the pipeline as ledger records, the same type the
@@ -57,7 +84,8 @@ def failure_record(request: ClipRequest, reason: Reason, message: str, attempts:
   return ledger.LedgerRecord(
       clip_id=request.clip_id, source_id=request.source_id, status=ledger.STATUS_FAILED,
       reason_class=reason.failure_class.value, reason=reason.value, message=message, attempts=attempts,
-      checked_at=ledger.utc_now_iso(), start_s=float(request.start_s), end_s=float(request.end_s))
+      checked_at=ledger.utc_now_iso(), start_s=float(request.start_s), end_s=float(request.end_s),
+      passed_over=tuple(passed_over))
 
 
 def reason_for(error: Exception) -> Reason:
@@ -91,6 +119,7 @@ def make_record(fetched: FetchedClip, decoded: decode.DecodedClip) -> records.Cl
       label_indices=list(request.label_indices),
       label_names=list(request.label_names),
       has_audio=decoded.has_audio,
+      has_video=decoded.has_video,
       decoded_duration_s=decoded.decoded_duration_s,
       source_fps=decoded.source_fps,
       source_width=decoded.source_width,
@@ -99,6 +128,25 @@ def make_record(fetched: FetchedClip, decoded: decode.DecodedClip) -> records.Cl
       noun_index=epic.noun_class if epic else contract.NO_LABEL,
       action_index=epic.action_index if epic else contract.NO_LABEL,
   )
+
+
+def encode_fetched(decoder: decode.ClipDecoder, fetched: FetchedClip, *, require_audio: bool = False,
+                   require_video: bool = True):
+  """Decodes a fetched clip's span and makes its record: (EncodedClip, DecodedClip).
+
+  Raises:
+    MediaError, InvalidSpanError, RecordError: the clip cannot be made from
+      this media (reason_for says why).
+  """
+  from pipelines.shards import EncodedClip
+
+  file_start = fetched.media_start_s
+  file_end = file_start + fetched.request.duration_s
+  decoded = decoder.decode(fetched.media_path, file_start, file_end, fetched.media_clock_origin_s,
+                           require_video=require_video)
+  if require_audio and not decoded.has_audio:
+    raise errors.NoAudioStreamError(fetched.media_path, "no audio stream, and the build requires audio")
+  return EncodedClip.from_record(make_record(fetched, decoded), origin=fetched.origin), decoded
 
 
 class ExtractFeaturesFn(beam.DoFn):
@@ -119,22 +167,15 @@ class ExtractFeaturesFn(beam.DoFn):
     self._counters[name].inc()
 
   def process(self, fetched: FetchedClip):
-    from pipelines.shards import EncodedClip
-
     request = fetched.request
-    file_start = fetched.media_start_s
-    file_end = file_start + request.duration_s
     try:
-      decoded = self._decoder.decode(fetched.media_path, file_start, file_end, fetched.media_clock_origin_s)
-      if self._require_audio and not decoded.has_audio:
-        raise errors.NoAudioStreamError(fetched.media_path, "no audio stream, and the build requires audio")
-      record = make_record(fetched, decoded)
-      encoded = EncodedClip.from_record(record)
+      encoded, decoded = encode_fetched(self._decoder, fetched, require_audio=self._require_audio)
     except (errors.MediaError, errors.InvalidSpanError, records.RecordError) as error:
       reason = reason_for(error)
       self._count(f"failed_{reason.failure_class.value}_{reason.value}")
       logging.warning("clip %s: %s", request.clip_id, error)
-      yield beam.pvalue.TaggedOutput(FAILED, failure_record(request, reason, str(error)))
+      yield beam.pvalue.TaggedOutput(FAILED, failure_record(request, reason, str(error),
+                                                            passed_over=fetched.passed_over))
       return
     if not decoded.has_audio:
       self._count("clips_without_audio")

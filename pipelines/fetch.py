@@ -5,13 +5,19 @@ Two sources, one output shape (:class:`pipelines.features.FetchedClip`):
 * :class:`FetchFromYouTube` downloads each clip's section with yt-dlp
   (pipelines.download); a clip already downloaded and verified in the media
   directory is reused, so a re-run never fetches it twice. Every result goes
-  to the availability ledger as soon as it is known.
+  to the availability ledger as soon as it is known. Its input may also be
+  requests a local source handed on (pipelines.features.FallThrough): their
+  ledger records say why the local files were passed over.
 * :class:`OpenLocalVideos` points each EPIC-KITCHENS narration at its local
   ``PXX/videos/PXX_YY.MP4``; nothing is copied.
 
+(The YouTube builds' own local files, --videos_dir, are pipelines.local_files:
+decoded where they lie, before anything is downloaded.)
+
 Failures leave on the FAILED output as ledger records; one bad clip never
 stops its bundle. A fetch transform's ``writes_ledger`` says whether those
-records are in the ledger already; where not, the build writes them.
+records are in the ledger already; where not, the build writes them; its
+``origin`` is the shared.manifest.ClipOrigin of the clips it fetches.
 """
 
 from __future__ import annotations
@@ -26,11 +32,12 @@ from pipelines.download import verify
 from pipelines.download import breaker
 from pipelines.download.downloader import ClipDownloader, DownloadConfig, remove_partial_downloads
 from pipelines.download.ledger import LedgerRecord
-from pipelines.features import FAILED, FetchedClip, failure_record
+from pipelines.features import FAILED, FallThrough, FetchedClip, as_fall_through, failure_record
 from pipelines.ledger_sink import BundleLedger
 from pipelines.sources import epic_kitchens
 from pipelines.sources.rows import ClipRequest
 from shared.failures import Reason
+from shared.manifest import ClipOrigin
 
 
 class _CountingDoFn(beam.DoFn):
@@ -63,9 +70,11 @@ class _DownloadFn(_CountingDoFn):
   def finish_bundle(self):
     self._ledger.close()
 
-  def process(self, request: ClipRequest):
+  def process(self, element: ClipRequest | FallThrough):
+    request, passed_over = as_fall_through(element)
     result = self._downloader.download(request)
-    record = self._ledger.writer.append_result(result)
+    record = LedgerRecord.from_result(result).with_passed_over(passed_over)
+    self._ledger.writer.append(record)
     if not result.ok:
       self._count(f"failed_{result.failure_class.value}_{result.reason.value}")
       logging.info("clip %s not fetched: %s/%s", request.clip_id, record.reason_class, record.reason)
@@ -74,7 +83,8 @@ class _DownloadFn(_CountingDoFn):
     self._count("reused_from_media_dir" if result.attempts == 0 else "downloaded")
     # The section keeps the source's clock: the span as asked, from presentation time 0.
     yield FetchedClip(request=request, media_path=result.path, media_start_s=request.start_s,
-                      media_clock_origin_s=result.clock_origin_s)
+                      media_clock_origin_s=result.clock_origin_s, origin=ClipOrigin.DOWNLOADED.value,
+                      passed_over=passed_over)
 
 
 class FetchFromYouTube(beam.PTransform):
@@ -88,6 +98,7 @@ class FetchFromYouTube(beam.PTransform):
   """
 
   writes_ledger = True  # every result is in the ledger already; the build must not add its failures again
+  origin = ClipOrigin.DOWNLOADED.value
 
   def __init__(self, config: DownloadConfig, ledger_dir: str, verify_by_decoding: bool = False):
     super().__init__()
@@ -154,13 +165,14 @@ class _OpenLocalVideoFn(_CountingDoFn):
           request, Reason.MISSING_VIDEO, f"video {request.source_id} not found at {path}"))
       return
     self._count("opened")
-    yield FetchedClip(request=request, media_path=path, media_start_s=request.start_s)
+    yield FetchedClip(request=request, media_path=path, media_start_s=request.start_s, origin=ClipOrigin.LOCAL.value)
 
 
 class OpenLocalVideos(beam.PTransform):
   """ClipRequests -> (FetchedClips, failure LedgerRecords) from a local videos directory."""
 
   writes_ledger = False  # the build records its failures (missing videos) in the ledger
+  origin = ClipOrigin.LOCAL.value
 
   def __init__(self, videos_dir: str):
     super().__init__()

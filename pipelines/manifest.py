@@ -1,7 +1,7 @@
 """Assembling a build's manifest (shared.manifest) from what its pipeline wrote.
 
-The shards written, the failures (``class/reason`` per clip) and the log-mel
-moments of every record meet in :class:`WriteManifest`, which checks that
+The shards written, the failures (``class/reason`` per clip), the origin of
+every record and the log-mel moments meet in :class:`WriteManifest`, which checks that
 nothing was lost (requested = written + failed, no clip counted twice) and
 writes ``label_map.json`` and ``manifest.json``, the manifest last: a build
 without one is unfinished.
@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Optional
 import apache_beam as beam
 
 from shared import contract, layout
-from shared.manifest import FailedClip, Manifest, write_manifest
+from shared.manifest import ClipOrigins, FailedClip, Manifest, write_manifest
 
 
 def library_versions() -> dict[str, str]:
@@ -50,7 +50,8 @@ def melspec_moments(moments: Iterable[tuple[float, float, int]]) -> tuple[Option
 def build_manifest(*, dataset: str, split: str, label_map: contract.LabelMap, requested: int,
                    shard_infos: Iterable, failures: Iterable[tuple[str, str]],
                    moments: Iterable[tuple[float, float, int]], build_options: Mapping[str, Any],
-                   without_audio: Iterable[str] = (), request_fingerprint: Optional[str] = None,
+                   without_audio: Iterable[str] = (), origins: Optional[Iterable[tuple[str, str]]] = None,
+                   request_fingerprint: Optional[str] = None,
                    extra_label_maps: Optional[Mapping[str, contract.LabelMap]] = None,
                    previous_build: Optional[str] = None) -> Manifest:
   """The manifest of a build's shards and failures.
@@ -60,6 +61,7 @@ def build_manifest(*, dataset: str, split: str, label_map: contract.LabelMap, re
     failures: (clip_id, ``class/reason``) for every requested clip not in a shard.
     moments: (sum, sum of squares, count) of the log-mel of every clip with audio.
     without_audio: the written clips whose source had no audio.
+    origins: (clip_id, origin) of every written clip; None: not recorded.
 
   Raises:
     shared.manifest.NothingLostError: if the counts do not add up, or a clip
@@ -77,6 +79,7 @@ def build_manifest(*, dataset: str, split: str, label_map: contract.LabelMap, re
       shard_clip_ids={info.files[listed_format]: tuple(info.clip_ids) for info in shard_infos} if formats else {},
       failed_clips=tuple(FailedClip(clip_id, reason) for clip_id, reason in sorted(failures)),
       label_map=label_map, melspec_mean=mean, melspec_std=std, clips_without_audio=tuple(sorted(without_audio)),
+      clip_origins=None if origins is None else ClipOrigins.of(dict(origins)),
       build_options=dict(build_options), request_fingerprint=request_fingerprint,
       extra_label_maps=dict(extra_label_maps or {}), previous_build=previous_build, versions=library_versions(),
       created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
@@ -86,7 +89,8 @@ class WriteManifest(beam.PTransform):
   """Gathers shard infos, failures and log-mel moments into the build's manifest.
 
   Input: a dict of PCollections {"shards": ShardInfo, "failures": (clip_id,
-  reason), "moments": (sum, sum_sq, count), "without_audio": clip_id (optional)}.
+  reason), "moments": (sum, sum_sq, count), "without_audio": clip_id (optional),
+  "origins": (clip_id, origin) (optional)}.
   Output: the Manifest.
   """
 
@@ -104,10 +108,13 @@ class WriteManifest(beam.PTransform):
     without_audio = (inputs["without_audio"] if "without_audio" in inputs
                      else inputs["shards"].pipeline | "NoneWithoutAudio" >> beam.Create([]))
     without_audio = without_audio | "WithoutAudioToList" >> beam.combiners.ToList()
+    has_origins = "origins" in inputs
+    origins = (inputs["origins"] if has_origins else inputs["shards"].pipeline | "NoOrigins" >> beam.Create([]))
+    origins = origins | "OriginsToList" >> beam.combiners.ToList()
 
-    def write(_, shard_infos, failure_list, moment_list, silent_list):
+    def write(_, shard_infos, failure_list, moment_list, silent_list, origin_list):
       manifest = build_manifest(shard_infos=shard_infos, failures=failure_list, moments=moment_list,
-                                without_audio=silent_list, **fields)
+                                without_audio=silent_list, origins=origin_list if has_origins else None, **fields)
       write_manifest(output_dir, manifest)
       return manifest
 
@@ -115,4 +122,5 @@ class WriteManifest(beam.PTransform):
             | "ManifestTrigger" >> beam.Create([None])
             | "CheckCountsAndWriteManifest" >> beam.Map(
                 write, beam.pvalue.AsSingleton(shards), beam.pvalue.AsSingleton(failures),
-                beam.pvalue.AsSingleton(moments), beam.pvalue.AsSingleton(without_audio)))
+                beam.pvalue.AsSingleton(moments), beam.pvalue.AsSingleton(without_audio),
+                beam.pvalue.AsSingleton(origins)))

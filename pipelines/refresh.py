@@ -33,7 +33,7 @@ from pipelines.shards import EncodedClip
 from pipelines.sources.rows import ClipRequest
 from shared import contract, files, layout, records
 from shared.failures import FailureClass, Reason
-from shared.manifest import Manifest, ManifestError, read_manifest
+from shared.manifest import ClipOrigin, Manifest, ManifestError, read_manifest
 
 # Build options that change the bytes of a record: a previous build made with
 # other values cannot be carried over.
@@ -166,7 +166,7 @@ def _relabelled(joined):
     return  # in a carried shard, but not carried over
   if len(found) != 1 or len(requests) != 1:
     raise RefreshError(f"clip {clip_id}: {len(found)} previous records and {len(requests)} requests")
-  yield EncodedClip.from_record(relabel(found[0], requests[0]))
+  yield EncodedClip.from_record(relabel(found[0], requests[0]), origin=ClipOrigin.CARRIED_OVER.value)
 
 
 def refresh_report(previous: Manifest, current: Manifest) -> dict:
@@ -196,7 +196,11 @@ def format_refresh_report(report: Mapping) -> str:
 
 
 def carried_ledger_records(plan: RefreshPlan) -> Iterable[ledger_lib.LedgerRecord]:
-  """The previous ledger's records of carried-over clips (their availability as last checked)."""
+  """The previous ledger's records of carried-over clips, as they are: their availability as last checked.
+
+  Their origin stays the one their media had (downloaded, local); the new
+  manifest says the records were carried over.
+  """
   previous = ledger_lib.read_ledger(layout.BuildLayout(plan.previous_dir).ledger_dir, missing_ok=True).records
   for clip_id in sorted(plan.carry_over):
     if clip_id in previous:

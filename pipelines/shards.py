@@ -36,6 +36,8 @@ class EncodedClip(NamedTuple):
     staged_path: where StageClips put the bytes, if it did.
     has_audio: False when the source had no audio (its log-mel is silence's:
       left out of the build's log-mel moments).
+    origin: where the record came from (shared.manifest.ClipOrigin), for
+      the manifest; None where the step that made it does not say.
   """
 
   clip_id: str
@@ -45,6 +47,7 @@ class EncodedClip(NamedTuple):
   melspec_count: int
   staged_path: Optional[str] = None
   has_audio: bool = True
+  origin: Optional[str] = None
 
   def payload(self) -> bytes:
     """The record's bytes, from the clip itself or from its staged file."""
@@ -53,10 +56,12 @@ class EncodedClip(NamedTuple):
     return files.read_bytes(self.staged_path)
 
   @classmethod
-  def from_record(cls, record: records.ClipRecord, serialized: bytes | None = None) -> "EncodedClip":
+  def from_record(cls, record: records.ClipRecord, serialized: bytes | None = None,
+                  origin: Optional[str] = None) -> "EncodedClip":
     melspec = np.asarray(record.melspec, np.float64)
     return cls(record.clip_id, serialized if serialized is not None else records.encode(record),
-               float(melspec.sum()), float(np.square(melspec).sum()), int(melspec.size), has_audio=record.has_audio)
+               float(melspec.sum()), float(np.square(melspec).sum()), int(melspec.size), has_audio=record.has_audio,
+               origin=origin)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,8 @@ a line:
     {"carry_over": REQUEST, "shard": NAME}  a refresh: its record is in the previous build's shard NAME
     {"known_failure": LEDGER_RECORD}        an unreadable row, a permanent failure kept
     {"written_shard": NAME}                 a resumed build: this shard was finished before the run died
+    {"origin": ORIGIN, "clip_id": ID}       a resumed build from several sources: where the ledger says
+                                            a clip it fetched came from (its recovered record keeps it)
 
 and :class:`ReadWorkList` reads it with a text source and splits it by kind.
 The graph holds the file's name only, whatever the number of clips.
@@ -32,7 +34,8 @@ FETCH = "fetch"
 CARRY_OVER = "carry_over"
 KNOWN_FAILURE = "known_failure"
 WRITTEN_SHARD = "written_shard"
-KINDS = (FETCH, CARRY_OVER, KNOWN_FAILURE, WRITTEN_SHARD)
+ORIGIN = "origin"
+KINDS = (FETCH, CARRY_OVER, KNOWN_FAILURE, WRITTEN_SHARD, ORIGIN)
 
 
 class WorkList(NamedTuple):
@@ -43,16 +46,19 @@ class WorkList(NamedTuple):
     carry_over: (ClipRequest, previous shard name) pairs of a refresh.
     known_failures: LedgerRecords of clips known to fail before anything runs.
     written_shards: names of this build's shards a killed run finished.
+    origins: (clip id, origin) of the clips a killed run fetched, as its ledger says.
   """
 
   fetch: beam.PCollection
   carry_over: beam.PCollection
   known_failures: beam.PCollection
   written_shards: beam.PCollection
+  origins: beam.PCollection
 
 
 def write_work_list(path: str, *, fetch: Iterable[ClipRequest], carry_over: Iterable[tuple[ClipRequest, str]] = (),
-                    known_failures: Iterable[LedgerRecord] = (), written_shards: Iterable[str] = ()) -> int:
+                    known_failures: Iterable[LedgerRecord] = (), written_shards: Iterable[str] = (),
+                    origins: Iterable[tuple[str, str]] = ()) -> int:
   """Writes the work list atomically; returns its number of items."""
   buffer = io.BytesIO()
   count = 0
@@ -70,6 +76,8 @@ def write_work_list(path: str, *, fetch: Iterable[ClipRequest], carry_over: Iter
       put({KNOWN_FAILURE: record.to_json_dict()})
     for shard in written_shards:
       put({WRITTEN_SHARD: shard})
+    for clip_id, origin in origins:
+      put({ORIGIN: origin, "clip_id": clip_id})
   files.write_bytes(path, buffer.getvalue())
   return count
 
@@ -96,11 +104,12 @@ class ReadWorkList(beam.PTransform):
              | "ReadLines" >> beam.io.ReadFromText(self._path, compression_type=beam.io.filesystem.CompressionTypes.GZIP,
                                                    validate=False)
              | "ParseItems" >> beam.Map(json.loads))
-    fetch, carry_over, known, written = items | "ByKind" >> beam.Partition(_partition, len(KINDS))
+    fetch, carry_over, known, written, origins = items | "ByKind" >> beam.Partition(_partition, len(KINDS))
     return WorkList(
         fetch=fetch | "Requests" >> beam.Map(lambda item: request_from_json(item[FETCH])).with_output_types(ClipRequest),
         carry_over=carry_over | "CarriedRequests" >> beam.Map(
             lambda item: (request_from_json(item[CARRY_OVER]), item["shard"])),
         known_failures=known | "FailureRecords" >> beam.Map(
             lambda item: LedgerRecord.from_json_dict(item[KNOWN_FAILURE])).with_output_types(LedgerRecord),
-        written_shards=written | "ShardNames" >> beam.Map(lambda item: item[WRITTEN_SHARD]))
+        written_shards=written | "ShardNames" >> beam.Map(lambda item: item[WRITTEN_SHARD]),
+        origins=origins | "ClipOrigins" >> beam.Map(lambda item: (item["clip_id"], item[ORIGIN])))

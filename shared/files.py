@@ -164,6 +164,27 @@ def match(pattern: str) -> list[str]:
   return sorted(path for path in glob.glob(_local(pattern)) if os.path.isfile(path))
 
 
+def match_sizes(pattern: str) -> list[tuple[str, int]]:
+  """(path, size in bytes) of the files matching a glob pattern, sorted: one listing, no file opened."""
+  if is_remote(pattern):
+    results = _beam_filesystems().match([pattern])
+    return sorted((metadata.path, metadata.size_in_bytes) for metadata in results[0].metadata_list)
+  return [(path, os.path.getsize(path)) for path in match(pattern)]
+
+
+def is_directory(path: str) -> bool:
+  """Whether `path` is a directory; on an object store, whether any object lies under it."""
+  if not is_remote(path):
+    return os.path.isdir(_local(path))
+  from apache_beam.io.filesystem import BeamIOError
+
+  try:
+    found = _beam_filesystems().match([path.rstrip("/") + "/**"], limits=[1])
+  except BeamIOError:  # e.g. no such bucket
+    return False
+  return bool(found[0].metadata_list)
+
+
 def list_files(directory: str, suffix: str = "") -> list[str]:
   """Files directly in `directory` whose names end in `suffix`, sorted; [] when it does not exist."""
   if is_remote(directory):

@@ -33,6 +33,8 @@ import uuid
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 from shared import files
+from shared.failures import qualified_reason
+from shared.manifest import ClipOrigin
 
 if TYPE_CHECKING:  # the ledger CLI must not pay for importing yt-dlp and PyAV
   from pipelines.download.results import DownloadResult
@@ -83,6 +85,16 @@ class LedgerRecord:
     end_s: span end in the source, seconds.
     source_offset_s: when ok, the source second at the downloaded file's time
       zero (see DownloadSuccess).
+    origin: when ok, where the clip's media came from: a shared.manifest.ClipOrigin
+      value, "downloaded" or "local" (a refresh copies the records of the clips
+      it carries over as they are; its manifest says carried_over); None in
+      records written before origins were recorded (downloads, all of them).
+    media_file: for a clip made from a local file, that file (nothing is
+      copied; num_bytes is its size, sha256 is not computed: it would read
+      whole videos).
+    passed_over: sources tried before the one this record is about, and why
+      each was passed over: [{"source", "reason" (class/reason), "message"}],
+      e.g. a local file that does not cover the span before the download.
   """
 
   clip_id: str
@@ -98,6 +110,9 @@ class LedgerRecord:
   start_s: Optional[float] = None
   end_s: Optional[float] = None
   source_offset_s: Optional[float] = None
+  origin: Optional[str] = None
+  media_file: Optional[str] = None
+  passed_over: tuple[Mapping[str, str], ...] = ()
 
   def __post_init__(self):
     if not self.clip_id:
@@ -113,7 +128,12 @@ class LedgerRecord:
     return parse_utc(self.checked_at)
 
   def to_json_dict(self) -> dict[str, Any]:
-    return {"v": LEDGER_SCHEMA_VERSION, **dataclasses.asdict(self)}
+    document = {"v": LEDGER_SCHEMA_VERSION, **dataclasses.asdict(self)}
+    # Written only where they say something: most records are a download's, as before they existed.
+    for name in _WRITTEN_WHEN_SET:
+      if not document[name]:
+        del document[name]
+    return document
 
   def to_json_line(self) -> str:
     """One line of JSON, newline included."""
@@ -126,7 +146,15 @@ class LedgerRecord:
       raise LedgerError(f"ledger schema version {version}, this code reads {LEDGER_SCHEMA_VERSION}")
     names = {field.name for field in dataclasses.fields(cls)}
     # Unknown keys are ignored: a newer writer may add fields.
-    return cls(**{key: value for key, value in data.items() if key in names})
+    fields = {key: value for key, value in data.items() if key in names}
+    if "passed_over" in fields:
+      fields["passed_over"] = tuple(dict(entry) for entry in fields["passed_over"] or ())
+    return cls(**fields)
+
+  def with_passed_over(self, passed_over: Iterable[Mapping[str, str]]) -> "LedgerRecord":
+    """This record, after the sources that passed the clip over (see passed_over)."""
+    passed_over = tuple(passed_over)
+    return dataclasses.replace(self, passed_over=passed_over) if passed_over else self
 
   @classmethod
   def from_result(cls, result: "DownloadResult", checked_at: Optional[str] = None) -> "LedgerRecord":
@@ -136,9 +164,19 @@ class LedgerRecord:
                   checked_at=checked_at, start_s=_plain_float(result.start_s), end_s=_plain_float(result.end_s))
     if result.ok:
       return cls(status=STATUS_OK, reason_class=None, reason=None, message="", num_bytes=result.num_bytes,
-                 sha256=result.sha256, source_offset_s=result.source_offset_s, **common)
+                 sha256=result.sha256, source_offset_s=result.source_offset_s, origin=ClipOrigin.DOWNLOADED.value,
+                 **common)
     return cls(status=STATUS_FAILED, reason_class=result.failure_class.value, reason=result.reason.value,
                message=result.message, **common)
+
+
+# Fields a record's JSON line holds only when they are set.
+_WRITTEN_WHEN_SET = ("origin", "media_file", "passed_over")
+
+
+def passed_over_entry(source: str, reason_class: str, reason: str, message: str) -> dict[str, str]:
+  """One entry of LedgerRecord.passed_over: a source that did not give the clip, and why."""
+  return {"source": source, "reason": qualified_reason(reason_class, reason), "message": message}
 
 
 def _plain_float(value: Any) -> Optional[float]:
