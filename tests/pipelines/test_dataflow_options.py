@@ -128,6 +128,32 @@ def test_dataflow_runner_dofns_survive_pickling(file_list, tmp_path):
   assert {"_DownloadFn", "ExtractFeaturesFn", "_WriteShardFn", "_WriteLedgerFn"} <= set(rebuilt)
 
 
+def test_a_build_from_videos_on_gs_translates_for_dataflow(file_list, tmp_path):
+  # Local files first, downloads for the rest: both steps are in the job, and their DoFns travel to workers.
+  from apache_beam.internal import pickler
+
+  args, beam_args = build_cli.parse_args(build_vggsound.make_parser(), [
+      "--file_list", file_list, "--output_dir", "gs://mbt-bucket/vggsound/test", "--media_dir", str(tmp_path / "m"),
+      "--videos_dir", "gs://mbt-bucket/vggsound/video", *OFFLINE_DATAFLOW_FLAGS])
+  assert args.sources == ("local", "youtube")
+  local, fetch_step = build_cli.clip_sources(args)
+  plan = build.BuildPlan(split=build_vggsound.load_split(args), options=build.BuildOptions.from_args(args))
+  pipeline = beam.Pipeline(options=build.pipeline_options(beam_args))
+  _ = pipeline | "Build_vggsound_test" >> build.BuildSplit(plan, fetch_step, local)
+  result = pipeline.run()  # --dry_run: translated for the service, not submitted
+  assert result.state == "DONE"
+  proto = pipeline.runner.proto_pipeline
+  labels = {transform.unique_name for transform in proto.components.transforms.values()}
+  assert {"Build_vggsound_test/FromLocalFiles/DecodeLocalFile", *EXPECTED_STEPS} <= labels
+  rebuilt = set()
+  for transform in proto.components.transforms.values():
+    if transform.spec.urn == "beam:transform:pardo:v1":
+      payload = proto_utils.parse_Bytes(transform.spec.payload, beam_runner_api_pb2.ParDoPayload)
+      if payload.do_fn.payload:
+        rebuilt.add(type(pickler.loads(payload.do_fn.payload)[0]).__name__)
+  assert {"_RecordFromLocalFileFn", "_DownloadFn", "ExtractFeaturesFn"} <= rebuilt
+
+
 def _dataflow_graph_bytes(num_requests: int, tmp_path) -> int:
   """The serialized size of the Dataflow job graph of a build asking for `num_requests` clips."""
   labels = contract.LabelMap.from_names("audioset", ["Speech"])
