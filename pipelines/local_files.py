@@ -163,7 +163,7 @@ class VideoPattern:
     if named.count(_EXT_FIELD) > 1:
       refuse("{ext} appears more than once")
     segments = self.template.split("/")
-    if self.template.startswith("/") or any(segment in ("", ".", "..") for segment in segments) or "\\" in self.template:
+    if any(segment in ("", ".", "..") for segment in segments) or "\\" in self.template:  # "" also: a leading "/"
       refuse("a file name relative to --videos_dir, without empty, '.' or '..' parts")
 
   @property

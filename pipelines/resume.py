@@ -85,7 +85,7 @@ def _with_known_origin(joined):
 
 
 class ResumeFromCheckpoint(beam.PTransform):
-  """(ClipRequests, names of finished shards, (clip id, origin) pairs) -> (recovered EncodedClips, ClipRequests to fetch).
+  """(ClipRequests, finished shards' names, (clip id, origin) pairs) -> (recovered EncodedClips, requests to fetch).
 
   Args:
     output_dir: the build's output directory.

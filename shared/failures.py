@@ -86,7 +86,9 @@ class Reason(str, enum.Enum):
                     "the clip id would make an unsafe file name (nothing was requested)")
   INVALID_SPAN = ("invalid_span", FailureClass.PERMANENT,
                   "the span is empty, reversed, negative, not finite or longer than --max_span_seconds")
-  MISSING_VIDEO = ("missing_video", FailureClass.PERMANENT, "the clip's local video file does not exist")
+  MISSING_VIDEO = ("missing_video", FailureClass.PERMANENT,
+                   "the clip's local video file does not exist (EPIC-KITCHENS' video, or with --sources local no file "
+                   "under --videos_dir that --video_pattern names)")
   # Transient: try again later.
   RATE_LIMITED = ("rate_limited", FailureClass.TRANSIENT, "HTTP 429 or YouTube's session rate limit")
   SERVER_ERROR = ("server_error", FailureClass.TRANSIENT, "HTTP 5xx")
@@ -108,7 +110,8 @@ class Reason(str, enum.Enum):
   UNDECODABLE = ("undecodable", FailureClass.INVALID_MEDIA, "the media does not decode")
   SPAN_NOT_COVERED = ("span_not_covered", FailureClass.INVALID_MEDIA, "the media does not cover the clip's span")
   MISSING_STREAM = ("missing_stream", FailureClass.INVALID_MEDIA,
-                    "the media has no video stream (or, with --require_audio, no audio stream)")
+                    "the media has no video stream (a download, an EPIC-KITCHENS video, a local file with "
+                    "--require_video), or with --require_audio no audio stream")
   DECODE_TIMEOUT = ("decode_timeout", FailureClass.INVALID_MEDIA, "decoding took longer than --decode_deadline")
   EMPTY = ("empty", FailureClass.INVALID_MEDIA, "the media URL serves an empty file (HTTP 416 to its first range)")
   TRUNCATED_MEDIA = ("truncated_media", FailureClass.INVALID_MEDIA,

@@ -269,7 +269,7 @@ class Manifest:
     num_shards = len(next(iter(self.shards.values()), ()))
     silent = f"; {len(self.clips_without_audio)} written without audio" if self.clips_without_audio else ""
     origins = self.origin_counts()
-    mixed = ("; written from " + ", ".join(f"{origin} {n}" for origin, n in origins.items())) if len(origins) > 1 else ""
+    mixed = "; written from " + ", ".join(f"{origin} {n}" for origin, n in origins.items()) if len(origins) > 1 else ""
     return (f"{self.dataset}/{self.split}: requested {counts.requested} = written {counts.written} + "
             f"failed {counts.failed} (failures: {reasons}); {num_shards} shards{silent}{mixed}")
 

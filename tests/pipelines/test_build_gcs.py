@@ -1,4 +1,4 @@
-"""A build on gs://, against a GCS emulator on 127.0.0.1: ledger, staging, shards, manifest, refresh, resume; videos on gs://."""
+"""Builds on gs://, against a GCS emulator on 127.0.0.1: ledger, staging, shards, manifest, refresh, resume; videos."""
 
 from __future__ import annotations
 

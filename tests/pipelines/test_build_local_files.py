@@ -1,4 +1,4 @@
-"""Builds from clips users already have (--videos_dir): pre-cut clips, full videos, audio-only files, downloads for the rest.
+"""Builds from clips users already have (--videos_dir): pre-cut clips, full videos, audio-only files, downloads.
 
 The pre-cut clips are cut from the generated sources with FFmpeg, as
 VGGSound's release was (``YTID_000300.mp4`` holds source seconds 300-310, its
@@ -147,7 +147,8 @@ CLIPS = (
     # A pre-cut file of 4 s does not cover the 10 s span: the full video beside it gives the clip.
     Clip("m_short", (("short", f"_{START:06d}.mp4"), ("full", ".mp4")), "av.mp4", "local",
          passed_over=("invalid_media/span_not_covered",), from_file=".mp4"),
-    Clip("m_junk", (("junk", f"_{START:06d}.mp4"),), "av.mp4", "downloaded", passed_over=("invalid_media/undecodable",)),
+    Clip("m_junk", (("junk", f"_{START:06d}.mp4"),), "av.mp4", "downloaded",
+         passed_over=("invalid_media/undecodable",)),
     Clip("m_served", (), "av.webm", "downloaded"),
     Clip("m_jgone", (("junk", f"_{START:06d}.mkv"),), None, None, "permanent/http_404",
          passed_over=("invalid_media/undecodable",)),
