@@ -105,8 +105,8 @@ def test_pre_cut_files_full_videos_and_downloads_give_the_same_clips(three_ways)
       assert (record.frame_width, record.frame_height) == (served.frame_width, served.frame_height)
       # The full video holds the downloaded section's packets: the same frames, exactly. The pre-cut clip
       # is a re-encode: its frames' levels move by a fraction of a step on average.
-      frame_error = np.mean([np.abs(_image(a) - _image(b)).mean() for a, b in zip(record.jpeg_frames,
-                                                                                   served.jpeg_frames)])
+      frame_error = np.mean([np.abs(_image(a) - _image(b)).mean() for a, b in zip(record.jpeg_frames[::5],
+                                                                                   served.jpeg_frames[::5])])
       assert frame_error == 0.0 if way == "full" else frame_error < 1.0, (tag, way, frame_error)
       strong_bins_error, power_error = log_mel_difference(record.melspec, served.melspec)
       assert strong_bins_error < 0.05 and power_error < 0.03, (tag, way, strong_bins_error, power_error)
@@ -261,10 +261,10 @@ def test_local_files_are_decoded_where_they_lie_and_never_fetched(mixed_build, m
   assert found["fetch/downloaded"] == 2 and found["fetch/failed_permanent_http_404"] == 2
 
 
-def test_every_clip_holds_the_source_seconds_it_names(mixed_build, source_media):
+def test_every_local_clip_holds_the_source_seconds_it_names(mixed_build, source_media):
   stored = read_build(mixed_build.output_dir)
   for clip in CLIPS:
-    if clip.origin is None:
+    if clip.origin != "local":  # downloads are checked where they are built alone
       continue
     record = stored[mixed_build.clip_ids[clip.tag]]
     source = source_media.by_name(clip.served)
@@ -361,6 +361,8 @@ def test_a_staged_record_whose_origin_the_ledger_lost_is_made_again(mixed_build,
   assert found["resume/records_reused_from_staging"] == 5 and found["local/made_from_local_file"] == 1
   assert media_server.request_count() == asked
   assert manifest.clip_origins == mixed_build.manifest.clip_origins
+  # Made again from its file, the record has the same bytes: local records are deterministic too.
+  assert _shard_bytes(argv[argv.index("--output_dir") + 1]) == _shard_bytes(mixed_build.output_dir)
 
 
 def test_a_refresh_carries_every_clip_over_and_says_so(mixed_build, tmp_path, media_server):
