@@ -5,7 +5,9 @@
 # this checkout to every worker and install it there (deploy/tpu/setup_worker.sh);
 # (3) start `python -m trainer.train` on ALL workers at once, detached, with
 # MBT_DISTRIBUTED=1 so the hosts of a pod slice join one JAX job. Shards and
-# the workdir should be gs:// paths every worker can read.
+# the workdir should be gs:// paths every worker can read; ArrayRecord shards
+# (the grain input) through a gcsfuse mount (--mount_bucket), as the
+# ArrayRecord library reads local files only.
 #
 # Logs stay on each worker in ~/mbt_train.log; follow the first with
 #   gcloud compute tpus tpu-vm ssh NAME --zone ZONE --worker=0 --command='tail -f ~/mbt_train.log'
@@ -30,6 +32,10 @@ Options:
   --runtime_version VERSION  TPU VM image (default: tpu-ubuntu2204-base)
   --spot                     create a Spot TPU VM
   --skip_install             do not copy or install the project (already there)
+  --mount_bucket BUCKET      mount gs://BUCKET read-only with gcsfuse at /mnt/gcs/BUCKET on every
+                             worker before training (deploy/tpu/mount_bucket.sh): the way to
+                             train from ArrayRecord shards on GCS, e.g. with
+                             -- --config.data.train_dir=/mnt/gcs/BUCKET/audioset/as500k
   --dry_run                  print the gcloud commands instead of running them
   -h, --help                 this help
 
@@ -42,6 +48,7 @@ name="" zone="" config="" workdir="" project=""
 accelerator_type="v4-8"
 runtime_version="tpu-ubuntu2204-base"
 spot=0 skip_install=0 dry_run=0
+mount_bucket=""
 train_flags=()
 
 need_value() {
@@ -60,6 +67,7 @@ while [[ $# -gt 0 ]]; do
     --project) need_value "$@"; project="$2"; shift 2 ;;
     --accelerator_type) need_value "$@"; accelerator_type="$2"; shift 2 ;;
     --runtime_version) need_value "$@"; runtime_version="$2"; shift 2 ;;
+    --mount_bucket) need_value "$@"; mount_bucket="${2#gs://}"; mount_bucket="${mount_bucket%%/*}"; shift 2 ;;
     --spot) spot=1; shift ;;
     --skip_install) skip_install=1; shift ;;
     --dry_run) dry_run=1; shift ;;
@@ -125,7 +133,13 @@ if [[ ${skip_install} -eq 0 ]]; then
       --command="mkdir -p ~/mbt && tar -xzf ~/mbt_src.tar.gz -C ~/mbt && bash ~/mbt/deploy/tpu/setup_worker.sh ~/mbt"
 fi
 
-# 3. Training on all workers, detached so that ssh returns.
+# 3. The data bucket, mounted where the ArrayRecord library can read it.
+if [[ -n "${mount_bucket}" ]]; then
+  run gcloud compute tpus tpu-vm ssh "${name}" --worker=all "${scope[@]}" \
+      --command="bash ~/mbt/deploy/tpu/mount_bucket.sh $(printf '%q' "${mount_bucket}") /mnt/gcs/$(printf '%q' "${mount_bucket}")"
+fi
+
+# 4. Training on all workers, detached so that ssh returns.
 train_command="cd ~/mbt && MBT_DISTRIBUTED=1 nohup .venv/bin/python -m trainer.train"
 train_command+=" --config=$(printf '%q' "${config}") --workdir=$(printf '%q' "${workdir}")"
 for flag in "${train_flags[@]+"${train_flags[@]}"}"; do

@@ -92,3 +92,29 @@ def test_missing_and_unknown_arguments(gcloud):
   assert result.returncode == 2 and "missing --zone --config --workdir" in result.stderr and calls == []
   result, _ = gcloud(*ARGS[:12], "--bogus")
   assert result.returncode == 2 and "unknown argument --bogus" in result.stderr
+
+
+def test_mount_bucket_mounts_on_every_worker_before_training(gcloud):
+  result, calls = gcloud(*ARGS[:12], "--mount_bucket", "gs://bucket/ignored/path", *ARGS[12:])
+  assert result.returncode == 0, result.stderr
+  commands = [next(a for a in call if a.startswith("--command=")) for call in calls if call[3] == "ssh"]
+  assert len(commands) == 3 and "setup_worker.sh" in commands[0] and "-m trainer.train" in commands[2]
+  assert "deploy/tpu/mount_bucket.sh bucket /mnt/gcs/bucket" in commands[1]
+  assert "--worker=all" in calls[-2]
+
+
+def test_workers_install_the_trainer_extra():
+  """The package's own dependencies are the builds'; a TPU worker needs the trainer's too."""
+  import tomllib
+
+  with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+    extras = tomllib.load(f)["project"]["optional-dependencies"]
+  with open(os.path.join(REPO, "deploy", "tpu", "setup_worker.sh")) as f:
+    setup = f.read()
+  assert "pip install --quiet -e '.[trainer]'" in setup and "jax" in " ".join(extras["trainer"])
+
+
+def test_mount_script_refuses_wrong_usage():
+  result = subprocess.run(["bash", os.path.join(REPO, "deploy", "tpu", "mount_bucket.sh")], capture_output=True,
+                          text=True)
+  assert result.returncode == 2 and "usage: mount_bucket.sh BUCKET MOUNT_POINT" in result.stderr
