@@ -23,7 +23,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, Any, Iterator, Mapping, Optional
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _FILE_SCHEME = "file://"
@@ -53,6 +53,18 @@ def is_remote(path: str) -> bool:
 
 def _local(path: str) -> str:
   return path[len(_FILE_SCHEME):] if path.startswith(_FILE_SCHEME) else path
+
+
+def absolute(path: Optional[str]) -> Optional[str]:
+  """`path` made absolute if local (`~` expanded, file:// dropped); URLs and None as they are.
+
+  orbax refuses relative checkpoint paths, and a relative path saved in a
+  config means nothing once the working directory changes, so entry points
+  resolve the paths they are given once, with this.
+  """
+  if path is None or is_remote(path):
+    return path
+  return os.path.abspath(os.path.expanduser(_local(path)))
 
 
 def join(directory: str, *names: str) -> str:

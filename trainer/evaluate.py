@@ -184,7 +184,7 @@ def _checkpoints(workdir: str):
   import orbax.checkpoint as ocp
 
   # Handlers for both items, so orbax can read their metadata ('data' is never restored here).
-  return ocp.CheckpointManager(files.join(workdir, "checkpoints"),
+  return ocp.CheckpointManager(files.join(files.absolute(workdir), "checkpoints"),
                                item_handlers={"state": ocp.StandardCheckpointHandler(),
                                               "data": grain.checkpoint.CheckpointHandler()})
 
@@ -228,6 +228,7 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str, *, ste
   """
   from trainer.models import build_model
 
+  workdir = files.absolute(workdir)
   mesh = Mesh(np.asarray(jax.devices()), ("data",))
   replicated = NamedSharding(mesh, PartitionSpec())
   available = checkpoint_steps(workdir)
@@ -246,7 +247,7 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str, *, ste
   done = {r["step"] for r in read_results(out_dir)}
   model = build_model(config.model)
   kind = input_pipeline.label_kind(config)
-  directory = split_dir or config.data.eval_dir
+  directory = files.absolute(split_dir or config.data.eval_dir)
   test_step = make_test_step(model, mesh)
   for step in chosen:
     if step in done and not force:

@@ -136,7 +136,8 @@ def initial_state(config: ml_collections.ConfigDict, model, optimizer, inputs: d
   if config.get("init_from_vit"):
     from trainer.models.vit_init import init_from_vit
 
-    params, report = init_from_vit(jax.device_get(state["params"]), config.init_from_vit, config.model)
+    params, report = init_from_vit(jax.device_get(state["params"]), files.absolute(config.init_from_vit),
+                                   config.model)
     say(str(report).splitlines()[0])
     state["params"] = jax.device_put(params, replicated)
     state["opt_state"] = jax.jit(optimizer.init, out_shardings=replicated)(state["params"])
@@ -250,6 +251,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     {'state': final train state, 'history': [(step, metrics), ...] at log
     points, 'eval': [(step, results), ...]}.
   """
+  workdir = files.absolute(workdir)  # orbax refuses relative paths
   start_distributed(config)
   mesh = make_mesh()
   replicated = NamedSharding(mesh, PartitionSpec())
@@ -311,7 +313,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     if config.eval_every_steps and (done % config.eval_every_steps == 0 or done == total_steps):
       test_step = test_step or evaluate.make_test_step(model, mesh)
-      results = evaluate.test_pass(config, model, state["params"], config.data.eval_dir, mesh, test_step)
+      results = evaluate.test_pass(config, model, state["params"], files.absolute(config.data.eval_dir), mesh,
+                                   test_step)
       evaluations.append((done, results))
       say(f"eval at step {done}: {evaluate.summary_line(label_kind, results)}")
       if writer is not None:

@@ -22,6 +22,15 @@ def test_local_and_remote_paths_are_told_apart():
   assert not files.is_remote("/data/x") and not files.is_remote("relative/x") and not files.is_remote("file:///x")
 
 
+def test_local_paths_are_made_absolute_and_urls_kept(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  assert files.absolute("runs/demo") == str(tmp_path / "runs" / "demo")
+  assert files.absolute("file://runs/x") == str(tmp_path / "runs" / "x")
+  assert files.absolute("~/x") == os.path.join(os.path.expanduser("~"), "x")
+  assert files.absolute("gs://bucket/runs/x") == "gs://bucket/runs/x"
+  assert files.absolute(None) is None
+
+
 def test_atomic_writer_replaces_a_file_only_when_complete(tmp_path):
   path = str(tmp_path / "out" / "manifest.json")
   files.write_json(path, {"a": 1, "é": "ü"})

@@ -85,13 +85,14 @@ def uninterrupted(builds, tmp_path_factory):
   return workdir, train.train_and_evaluate(_config(builds), workdir)
 
 
-def test_tiny_model_learns_the_synthetic_classes(uninterrupted, builds):
+def test_tiny_model_learns_the_synthetic_classes(uninterrupted, builds, monkeypatch):
   workdir, result = uninterrupted
   losses = [metrics["loss"] for _, metrics in result["history"]]
   assert losses[0] > 1.2 and np.mean(losses[-4:]) < 0.3, losses  # starts near log(4) = 1.39
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10", "20", "30", "40"]
   # Evaluation: a result per checkpoint, the plot, and a clearly learned task.
-  results = evaluate.evaluate_checkpoints(_config(builds), workdir, steps="10,40")
+  monkeypatch.chdir(os.path.dirname(workdir))  # a relative --workdir, as typed by hand
+  results = evaluate.evaluate_checkpoints(_config(builds), os.path.basename(workdir), steps="10,40")
   assert [r["step"] for r in results] == [10, 40]
   assert results[-1]["top1"] >= 0.75 and results[-1]["num_examples"] == 8
   with open(os.path.join(workdir, "eval", "eval", "step_00000040.json")) as f:
@@ -121,9 +122,12 @@ def test_stopped_and_resumed_run_matches_the_uninterrupted_run_bitwise(uninterru
 
 
 def test_killed_process_resumes_to_the_same_parameters(builds, tmp_path, compilation_cache):
+  """Run from another directory with relative --workdir and data paths (orbax wants absolute ones)."""
   workdir = str(tmp_path / "run")
   config = _config(builds)
-  flags = [f"--config.data.train_dir={config.data.train_dir}", f"--config.data.eval_dir={config.data.eval_dir}",
+  relative = lambda path: os.path.relpath(path, tmp_path)  # noqa: E731
+  flags = [f"--config.data.train_dir={relative(config.data.train_dir)}",
+           f"--config.data.eval_dir={relative(config.data.eval_dir)}",
            "--config.model.num_layers=2", "--config.model.fusion_layer=1", "--config.mixup.alpha=0.0",
            "--config.data.color_jitter.probability=0.0", f"--config.total_steps={TOTAL_STEPS}",
            "--config.warmup_steps=5", "--config.learning_rate=0.03", "--config.checkpoint_every_steps=10",
@@ -131,8 +135,8 @@ def test_killed_process_resumes_to_the_same_parameters(builds, tmp_path, compila
   env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": compilation_cache,
          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "PYTHONPATH": REPO}
   process = subprocess.Popen(
-      [sys.executable, "-m", "trainer.train", f"--config={REPO}/trainer/configs/tiny.py", f"--workdir={workdir}",
-       *flags], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+      [sys.executable, "-m", "trainer.train", f"--config={REPO}/trainer/configs/tiny.py", "--workdir=run", *flags],
+      cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
   committed = os.path.join(workdir, "checkpoints", "10", "commit_success.txt")
   deadline = time.time() + 240
   try:

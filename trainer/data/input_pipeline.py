@@ -21,7 +21,7 @@ from typing import Any, Iterator, Optional
 
 import ml_collections
 
-from shared import contract
+from shared import contract, files
 from trainer.data import grain_input, manifest as manifest_lib, preprocess, sampling, tfdata_input
 
 
@@ -120,7 +120,7 @@ class TrainInput:
   def __init__(self, config: ml_collections.ConfigDict, *, local_batch_size: int, process_index: int = 0,
                process_count: int = 1, start_step: int = 0):
     data = config.data
-    self.manifest = manifest_lib.read_manifest(data.train_dir)
+    self.manifest = manifest_lib.read_manifest(files.absolute(data.train_dir))
     self.preprocessor = make_preprocessor(config, self.manifest)
     self.grain_iterator = None
     if data.format == manifest_lib.ARRAYRECORD:
@@ -151,7 +151,7 @@ def test_batches(config: ml_collections.ConfigDict, directory: str, *, local_bat
                  process_index: int = 0, process_count: int = 1):
   """(manifest, preprocessor, iterable of this host's test batches) for one pass over `directory`."""
   data = config.data
-  manifest = manifest_lib.read_manifest(directory)
+  manifest = manifest_lib.read_manifest(files.absolute(directory))
   preprocessor = make_preprocessor(config, manifest)
   if data.format == manifest_lib.ARRAYRECORD:
     source = grain_input.ArrayRecordShards(manifest.shard_paths(manifest_lib.ARRAYRECORD))
