@@ -35,23 +35,26 @@ class BottleneckFusionLayer(nn.Module):
 
   @nn.compact
   def __call__(
-      self, tokens: Mapping[str, jnp.ndarray], *, deterministic: bool
+      self, tokens: Mapping[str, jnp.ndarray], *, deterministic: bool, return_attention: bool = False
   ) -> tuple[dict[str, jnp.ndarray], AttentionRows]:
     fusion = tokens[FUSION_TOKENS]
     num_fusion = fusion.shape[1]
     updated = dict(tokens)
-    rows: AttentionRows = {FUSION_TOKENS: {}}
+    rows: AttentionRows = {FUSION_TOKENS: {}} if return_attention else {}
     fusion_updates = []
     for modality in self.modalities:
       size = tokens[modality].shape[1]
       groups = [(modality, size), (FUSION_TOKENS, num_fusion)]
       outputs, weights = self.make_block(name=modality)(
-          jnp.concatenate([tokens[modality], fusion], axis=1),
+          jnp.concatenate([tokens[modality], fusion.astype(tokens[modality].dtype)], axis=1),
           attention_mask=None if self.exchange else _modality_ignores_fusion_mask(size, num_fusion),
           deterministic=deterministic,
+          return_attention=return_attention,
       )
       updated[modality] = outputs[:, :size]
       fusion_updates.append(outputs[:, size:])
+      if not return_attention:
+        continue
       modality_rows = split_attention(weights, groups, groups)
       rows[modality] = modality_rows[modality]
       # The averaged fusion tokens draw on each modality's update in equal parts.

@@ -38,12 +38,23 @@ A model config is an `ml_collections.ConfigDict` made by `get_model_config`
     EPIC-KITCHENS; empty for a single head. Either this or num_classes.
   zero_init_head: start the classifier at zero, as Scenic does when
     fine-tuning.
+  compute_dtype: 'auto', 'float32' or 'bfloat16': the dtype of activations
+    and matrix products (mixed precision). Parameters, optimiser state, the
+    final LayerNorms, the logits and the loss stay float32 either way; the
+    softmax and LayerNorm statistics run in float32. 'auto' is bfloat16 on GPU
+    and TPU, float32 on CPU (where bfloat16 is emulated and slower).
+  fused_attention: True uses jax.nn.dot_product_attention (cuDNN's fused
+    kernel on GPU in bfloat16, XLA elsewhere) wherever the attention weights
+    are not returned; False always takes the explicit einsum / softmax path
+    (benchmarks). Same outputs either way.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 
 from shared import contract
@@ -55,6 +66,9 @@ MODALITIES = (RGB, SPECTROGRAM)
 
 FUSION_TYPES = ("bottleneck", "self_attention", "cross_attention", "late")
 CROSS_ATTENTION_IMPLS = ("eq6", "scenic")
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+# Backends with native bfloat16 matrix units, where 'auto' means mixed precision.
+BFLOAT16_BACKENDS = ("gpu", "tpu")
 
 VIT_SIZES: dict[str, dict[str, int]] = {
     # Small enough for property tests on a 2-core CPU.
@@ -86,6 +100,8 @@ def get_model_config(
     stochastic_depth_rate: float = 0.3,
     zero_init_head: bool = True,
     num_layers: int | None = None,
+    compute_dtype: str = "auto",
+    fused_attention: bool = True,
 ) -> ml_collections.ConfigDict:
   """Returns a validated model config; see the module docstring for fields.
 
@@ -126,6 +142,8 @@ def get_model_config(
   config.num_classes = 0 if class_heads else num_classes
   config.class_heads = ml_collections.ConfigDict(dict(class_heads or {}))
   config.zero_init_head = zero_init_head
+  config.compute_dtype = compute_dtype
+  config.fused_attention = fused_attention
   validate_model_config(config)
   return config
 
@@ -159,6 +177,8 @@ def validate_model_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"stochastic_depth_rate must be in [0, 1), got {config.stochastic_depth_rate}")
   if bool(config.num_classes) == bool(config.class_heads):
     raise ValueError("set exactly one of num_classes and class_heads")
+  if config.get("compute_dtype", "auto") not in COMPUTE_DTYPES:
+    raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {config.compute_dtype!r}")
   if config.num_frames % config.rgb_tubelet_frames:
     raise ValueError(
         f"num_frames {config.num_frames} is not a multiple of rgb_tubelet_frames {config.rgb_tubelet_frames}"
@@ -172,6 +192,14 @@ def validate_model_config(config: ml_collections.ConfigDict) -> None:
         f"spectrogram {config.spectrogram_rows}x{contract.MEL_NUM_BINS} is not a whole number of "
         f"{config.spectrogram_patch_size} patches"
     )
+
+
+def compute_dtype(config: ml_collections.ConfigDict, backend: str | None = None) -> Any:
+  """The jnp dtype `config.compute_dtype` stands for on `backend` (default: JAX's)."""
+  name = config.get("compute_dtype", "auto")
+  if name == "auto":
+    name = "bfloat16" if (backend or jax.default_backend()) in BFLOAT16_BACKENDS else "float32"
+  return jnp.dtype(name)
 
 
 def token_grids(config: ml_collections.ConfigDict) -> dict[str, tuple[int, int, int]]:

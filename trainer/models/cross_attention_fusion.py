@@ -37,7 +37,7 @@ class CrossAttentionFusionLayer(nn.Module):
 
   @nn.compact
   def __call__(
-      self, tokens: Mapping[str, jnp.ndarray], *, deterministic: bool
+      self, tokens: Mapping[str, jnp.ndarray], *, deterministic: bool, return_attention: bool = False
   ) -> tuple[dict[str, jnp.ndarray], AttentionRows]:
     if self.implementation not in (EQ6, SCENIC):
       raise ValueError(f"unknown cross-attention implementation {self.implementation!r}")
@@ -47,11 +47,13 @@ class CrossAttentionFusionLayer(nn.Module):
     for modality, size in groups:
       block = self.make_block(name=modality)
       if self.implementation == EQ6:
-        updated[modality], weights = block(tokens[modality], everything, deterministic=deterministic)
+        updated[modality], weights = block(tokens[modality], everything, deterministic=deterministic,
+                                           return_attention=return_attention)
       else:
-        all_outputs, all_weights = block(everything, deterministic=deterministic)
+        all_outputs, weights = block(everything, deterministic=deterministic, return_attention=return_attention)
         updated[modality] = all_outputs[:, start:start + size]
-        weights = all_weights[:, :, start:start + size]
-      rows.update(split_attention(weights, [(modality, size)], groups))
+        weights = None if weights is None else weights[:, :, start:start + size]
+      if return_attention:
+        rows.update(split_attention(weights, [(modality, size)], groups))
       start += size
     return updated, rows

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Mapping
+from typing import Any, Mapping
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -39,6 +39,9 @@ class Encoder(nn.Module):
     dropout_rate: dropout inside the blocks.
     attention_dropout_rate: dropout on attention weights.
     stochastic_depth_rate: drop rate of the last layer's residual branches.
+    dtype: dtype of the blocks' computation and of the token stream between
+      them; the final LayerNorms run and return float32. Parameters stay float32.
+    fused_attention: fused attention kernel unless attention is returned.
   """
 
   modalities: tuple[str, ...]
@@ -53,6 +56,8 @@ class Encoder(nn.Module):
   dropout_rate: float = 0.0
   attention_dropout_rate: float = 0.0
   stochastic_depth_rate: float = 0.0
+  dtype: Any = jnp.float32
+  fused_attention: bool = True
 
   @property
   def first_fusion_layer(self) -> int:
@@ -90,11 +95,11 @@ class Encoder(nn.Module):
       [B, B_fsn, d] for bottleneck fusion; [B, L, N, N] joint attention over
       the layout of `joint_token_groups`, or None).
     """
-    state = {modality: tokens[modality] for modality in self.modalities}
+    state = {modality: tokens[modality].astype(self.dtype) for modality in self.modalities}
     batch, _, hidden = state[self.modalities[0]].shape
     if self.uses_fusion_tokens:
       fusion = self.param(FUSION_TOKENS, nn.initializers.normal(stddev=0.02), (1, self.num_bottleneck_tokens, hidden))
-      state[FUSION_TOKENS] = jnp.broadcast_to(fusion, (batch, self.num_bottleneck_tokens, hidden))
+      state[FUSION_TOKENS] = jnp.broadcast_to(fusion.astype(self.dtype), (batch, self.num_bottleneck_tokens, hidden))
     groups = [(name, value.shape[1]) for name, value in state.items()]
 
     layer_rows = []
@@ -106,13 +111,18 @@ class Encoder(nn.Module):
           dropout_rate=self.dropout_rate,
           attention_dropout_rate=self.attention_dropout_rate,
           stochastic_depth_rate=drop_rate,
+          dtype=self.dtype,
+          fused_attention=self.fused_attention,
       )
       layer_class = UnimodalLayer if layer < self.first_fusion_layer else self._fusion_layer_class()
-      state, rows = layer_class(self.modalities, make_block, name=f"layer_{layer}")(state, deterministic=deterministic)
+      state, rows = layer_class(self.modalities, make_block, name=f"layer_{layer}")(
+          state, deterministic=deterministic, return_attention=return_attention)
       layer_rows.append(rows)
 
+    # The classifier reads these: normalised and returned in float32.
     for modality in self.modalities:
-      state[modality] = nn.LayerNorm(epsilon=LAYER_NORM_EPSILON, name=f"norm_{modality}")(state[modality])
+      state[modality] = nn.LayerNorm(epsilon=LAYER_NORM_EPSILON, dtype=jnp.float32, name=f"norm_{modality}")(
+          state[modality])
     attention = None
     if return_attention:
       layout = joint_layout(groups)

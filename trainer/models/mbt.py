@@ -47,6 +47,10 @@ class MBT(nn.Module):
     num_classes: classes of a single head (0 with class_heads).
     class_heads: ((name, classes), ...) for several heads.
     zero_init_head: zero-initialise the classifier.
+    dtype: dtype of activations and matrix products from the tokenisers to the
+      last block (bfloat16 for mixed precision); the final LayerNorms, the
+      classifier and the logits are float32, and so are all parameters.
+    fused_attention: fused attention kernel unless attention is returned.
   """
 
   modalities: tuple[str, ...]
@@ -68,11 +72,15 @@ class MBT(nn.Module):
   num_classes: int = 0
   class_heads: tuple[tuple[str, int], ...] = ()
   zero_init_head: bool = True
+  dtype: Any = jnp.float32
+  fused_attention: bool = True
 
   def _tokenizer(self, modality: str) -> nn.Module:
     if modality == model_config.RGB:
-      return RgbTokenizer(self.hidden_size, self.rgb_patch_size, self.rgb_tubelet_frames, name="tokenizer_rgb")
-    return SpectrogramTokenizer(self.hidden_size, self.spectrogram_patch_size, name="tokenizer_spectrogram")
+      return RgbTokenizer(self.hidden_size, self.rgb_patch_size, self.rgb_tubelet_frames, dtype=self.dtype,
+                          name="tokenizer_rgb")
+    return SpectrogramTokenizer(self.hidden_size, self.spectrogram_patch_size, dtype=self.dtype,
+                                name="tokenizer_spectrogram")
 
   @nn.compact
   def __call__(
@@ -106,7 +114,7 @@ class MBT(nn.Module):
 
     tokens = {}
     for modality in self.modalities:
-      embedded = self._tokenizer(modality)(jnp.asarray(inputs[modality], jnp.float32))
+      embedded = self._tokenizer(modality)(jnp.asarray(inputs[modality], self.dtype))
       embedded = ClsToken(name=f"cls_{modality}")(embedded)
       embedded = PositionalEmbedding(name=f"posembed_{modality}")(embedded)
       tokens[modality] = nn.Dropout(rate=self.dropout_rate)(embedded, deterministic=not train)
@@ -124,6 +132,8 @@ class MBT(nn.Module):
         dropout_rate=self.dropout_rate,
         attention_dropout_rate=self.attention_dropout_rate,
         stochastic_depth_rate=self.stochastic_depth_rate,
+        dtype=self.dtype,
+        fused_attention=self.fused_attention,
         name="encoder",
     )(tokens, deterministic=not train, return_attention=return_attention)
 
@@ -162,6 +172,8 @@ def build_model(config: ml_collections.ConfigDict) -> MBT:
       num_classes=config.num_classes,
       class_heads=tuple((name, int(size)) for name, size in config.class_heads.items()),
       zero_init_head=config.zero_init_head,
+      dtype=model_config.compute_dtype(config),
+      fused_attention=config.get("fused_attention", True),
   )
 
 

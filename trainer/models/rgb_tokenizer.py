@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
@@ -21,11 +23,13 @@ class RgbTokenizer(nn.Module):
     hidden_size: d, the size of one token.
     patch_size: (height, width) of a patch in pixels.
     tubelet_frames: frames per token; 1 means per-frame patches.
+    dtype: dtype of the projection and of the tokens (the kernel stays float32).
   """
 
   hidden_size: int
   patch_size: tuple[int, int] = (16, 16)
   tubelet_frames: int = 1
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, video: jnp.ndarray) -> jnp.ndarray:
@@ -40,11 +44,13 @@ class RgbTokenizer(nn.Module):
     if self.tubelet_frames == 1:
       # Frames go through the same 2D projection, as independent images.
       frames_as_images = video.reshape(batch * frames, height, width, 3)
-      project = nn.Conv(self.hidden_size, self.patch_size, strides=self.patch_size, padding="VALID", name="projection")
+      project = nn.Conv(self.hidden_size, self.patch_size, strides=self.patch_size, padding="VALID", dtype=self.dtype,
+                        name="projection")
       tokens = project(frames_as_images)
     else:
       kernel = (self.tubelet_frames, patch_h, patch_w)
-      tokens = nn.Conv(self.hidden_size, kernel, strides=kernel, padding="VALID", name="projection")(video)
+      tokens = nn.Conv(self.hidden_size, kernel, strides=kernel, padding="VALID", dtype=self.dtype,
+                       name="projection")(video)
     return tokens.reshape(batch, -1, self.hidden_size)
 
 

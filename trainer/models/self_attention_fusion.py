@@ -27,13 +27,14 @@ class SelfAttentionFusionLayer(nn.Module):
 
   @nn.compact
   def __call__(
-      self, tokens: Mapping[str, jnp.ndarray], *, deterministic: bool
+      self, tokens: Mapping[str, jnp.ndarray], *, deterministic: bool, return_attention: bool = False
   ) -> tuple[dict[str, jnp.ndarray], AttentionRows]:
     groups = [(modality, tokens[modality].shape[1]) for modality in self.modalities]
     joint = jnp.concatenate([tokens[modality] for modality in self.modalities], axis=1)
-    joint, weights = self.make_block(name="shared")(joint, deterministic=deterministic)
+    joint, weights = self.make_block(name="shared")(joint, deterministic=deterministic,
+                                                    return_attention=return_attention)
     updated, start = dict(tokens), 0
     for modality, size in groups:
       updated[modality] = joint[:, start:start + size]
       start += size
-    return updated, split_attention(weights, groups, groups)
+    return updated, split_attention(weights, groups, groups) if return_attention else {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -16,10 +18,12 @@ class SpectrogramTokenizer(nn.Module):
   Attributes:
     hidden_size: d, the size of one token.
     patch_size: (time rows, mel bins) of a patch.
+    dtype: dtype of the projection and of the tokens (the kernel stays float32).
   """
 
   hidden_size: int
   patch_size: tuple[int, int] = (16, 16)
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, spectrogram: jnp.ndarray) -> jnp.ndarray:
@@ -29,6 +33,7 @@ class SpectrogramTokenizer(nn.Module):
     if rows % self.patch_size[0] or bins % self.patch_size[1]:
       raise ValueError(f"spectrogram {spectrogram.shape} is not a whole number of {self.patch_size} patches")
     image = spectrogram[..., None]
-    project = nn.Conv(self.hidden_size, self.patch_size, strides=self.patch_size, padding="VALID", name="projection")
+    project = nn.Conv(self.hidden_size, self.patch_size, strides=self.patch_size, padding="VALID", dtype=self.dtype,
+                      name="projection")
     tokens = project(image)
     return tokens.reshape(batch, -1, self.hidden_size)

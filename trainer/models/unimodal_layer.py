@@ -27,11 +27,13 @@ class UnimodalLayer(nn.Module):
 
   @nn.compact
   def __call__(
-      self, tokens: Mapping[str, jnp.ndarray], *, deterministic: bool
+      self, tokens: Mapping[str, jnp.ndarray], *, deterministic: bool, return_attention: bool = False
   ) -> tuple[dict[str, jnp.ndarray], AttentionRows]:
     updated, rows = dict(tokens), {}
     for modality in self.modalities:
-      updated[modality], weights = self.make_block(name=modality)(tokens[modality], deterministic=deterministic)
-      group = [(modality, tokens[modality].shape[1])]
-      rows.update(split_attention(weights, group, group))
+      updated[modality], weights = self.make_block(name=modality)(
+          tokens[modality], deterministic=deterministic, return_attention=return_attention)
+      if return_attention:
+        group = [(modality, tokens[modality].shape[1])]
+        rows.update(split_attention(weights, group, group))
     return updated, rows

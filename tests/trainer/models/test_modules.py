@@ -104,8 +104,8 @@ def block_and_params(hidden=16, heads=2):
 
 def test_cross_block_with_its_own_tokens_as_context_is_the_self_attention_block():
   block, variables, tokens = block_and_params()
-  alone, alone_weights = block.apply(variables, tokens, deterministic=True)
-  crossed, crossed_weights = block.apply(variables, tokens, tokens, deterministic=True)
+  alone, alone_weights = block.apply(variables, tokens, deterministic=True, return_attention=True)
+  crossed, crossed_weights = block.apply(variables, tokens, tokens, deterministic=True, return_attention=True)
   np.testing.assert_allclose(alone, crossed, rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(alone_weights, crossed_weights, rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(np.asarray(alone_weights).sum(-1), 1.0, rtol=1e-5)
@@ -114,7 +114,7 @@ def test_cross_block_with_its_own_tokens_as_context_is_the_self_attention_block(
 def test_queries_only_block_updates_just_its_tokens_and_reads_the_context():
   block, variables, tokens = block_and_params()
   context = np.concatenate([tokens, RNG.normal(size=(2, 7, 16)).astype(np.float32)], axis=1)
-  out, weights = block.apply(variables, tokens, context, deterministic=True)
+  out, weights = block.apply(variables, tokens, context, deterministic=True, return_attention=True)
   assert out.shape == tokens.shape and weights.shape == (2, 2, 5, 12)
   full, _ = block.apply(variables, context, deterministic=True)
   np.testing.assert_allclose(out, np.asarray(full)[:, :5], rtol=1e-5, atol=1e-5)
@@ -125,7 +125,8 @@ def test_attention_mask_gives_exactly_zero_weight():
   mask = np.ones((5, 5), bool)
   mask[:, 3:] = False
   mask[3:, 3:] = True
-  out, weights = block.apply(variables, tokens, attention_mask=mask[None, None], deterministic=True)
+  out, weights = block.apply(variables, tokens, attention_mask=mask[None, None], deterministic=True,
+                             return_attention=True)
   assert np.all(np.asarray(weights)[:, :, :3, 3:] == 0)
   unmasked_rows, _ = block.apply(variables, tokens[:, :3], deterministic=True)
   np.testing.assert_allclose(np.asarray(out)[:, :3], unmasked_rows, rtol=1e-5, atol=1e-5)
