@@ -111,9 +111,9 @@ def measure_pipeline(root: str, clips: int, examples: int) -> dict:
     next(iterator)
   grain_rate = _rate(batches * 8, time.perf_counter() - began)
 
-  paths = manifest.shard_paths(manifest_lib.TFRECORD)
+  shards = tfdata_input.TFRecordShards(manifest.shard_paths(manifest_lib.TFRECORD))
   tf_batches = tfdata_input.numpy_batches(tfdata_input.train_dataset(
-      paths, prep, batch_size=8, seed=0, num_records=clips, parallel_calls=cores), paths)
+      shards, prep, batch_size=8, seed=0, parallel_calls=cores), shards)
   next(tf_batches)
   began = time.perf_counter()
   for _ in range(batches):

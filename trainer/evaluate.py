@@ -24,6 +24,7 @@ import csv
 import io
 import json
 import re
+import sys
 from typing import Any, Mapping
 
 import jax
@@ -268,8 +269,12 @@ def main(argv) -> None:
 
   logging.set_verbosity(logging.WARNING)
   flag_values = flags.FLAGS
-  evaluate_checkpoints(flag_values.config, flag_values.workdir, steps=flag_values.steps,
-                       split_dir=flag_values.split_dir, name=flag_values.name, force=flag_values.force)
+  try:
+    evaluate_checkpoints(flag_values.config, flag_values.workdir, steps=flag_values.steps,
+                         split_dir=flag_values.split_dir, name=flag_values.name, force=flag_values.force)
+  except input_pipeline.DATA_ERRORS as error:
+    print(f"trainer.evaluate: data error ({type(error).__name__}): {error}", file=sys.stderr, flush=True)
+    sys.exit(input_pipeline.DATA_ERROR_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 import time
 from typing import Any
 
@@ -290,46 +291,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   progress = Progress(total_steps, config.batch_size, start_step)
   history, evaluations, test_step = [], [], None
   iterator = iter(train_input)
-  for step in range(start_step, total_steps):
-    waited = time.perf_counter()
-    local_batch = next(iterator)
-    progress.input_wait += time.perf_counter() - waited
-    state, metrics = train_step(state, to_global(local_batch, data_sharding))
-    done = step + 1
-    stopping = config.stop_after_steps is not None and done >= config.stop_after_steps
+  try:
+    for step in range(start_step, total_steps):
+      waited = time.perf_counter()
+      local_batch = next(iterator)
+      progress.input_wait += time.perf_counter() - waited
+      state, metrics = train_step(state, to_global(local_batch, data_sharding))
+      done = step + 1
+      stopping = config.stop_after_steps is not None and done >= config.stop_after_steps
 
-    if done % config.log_every_steps == 0 or done == total_steps or stopping:
-      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      text, rates = progress.line(done, metrics)
-      say(text)
-      history.append((done, {**metrics, **rates}))
-      if writer is not None:
-        with writer.as_default(step=done):
-          for name, value in {**metrics, **rates}.items():
-            write_scalar(f"train/{name}", value)
+      if done % config.log_every_steps == 0 or done == total_steps or stopping:
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        text, rates = progress.line(done, metrics)
+        say(text)
+        history.append((done, {**metrics, **rates}))
+        if writer is not None:
+          with writer.as_default(step=done):
+            for name, value in {**metrics, **rates}.items():
+              write_scalar(f"train/{name}", value)
 
-    if done == total_steps or done % config.checkpoint_every_steps == 0:
-      save(manager, done, state, train_input)
+      if done == total_steps or done % config.checkpoint_every_steps == 0:
+        save(manager, done, state, train_input)
 
-    if config.eval_every_steps and (done % config.eval_every_steps == 0 or done == total_steps):
-      test_step = test_step or evaluate.make_test_step(model, mesh)
-      results = evaluate.test_pass(config, model, state["params"], files.absolute(config.data.eval_dir), mesh,
-                                   test_step)
-      evaluations.append((done, results))
-      say(f"eval at step {done}: {evaluate.summary_line(label_kind, results)}")
-      if writer is not None:
-        with writer.as_default(step=done):
-          for name, value in evaluate.scalar_metrics(results).items():
-            write_scalar(f"eval/{name}", value)
+      if config.eval_every_steps and (done % config.eval_every_steps == 0 or done == total_steps):
+        test_step = test_step or evaluate.make_test_step(model, mesh)
+        results = evaluate.test_pass(config, model, state["params"], files.absolute(config.data.eval_dir), mesh,
+                                     test_step)
+        evaluations.append((done, results))
+        say(f"eval at step {done}: {evaluate.summary_line(label_kind, results)}")
+        if writer is not None:
+          with writer.as_default(step=done):
+            for name, value in evaluate.scalar_metrics(results).items():
+              write_scalar(f"eval/{name}", value)
 
-    if stopping:
-      say(f"stopping after step {done} (config.stop_after_steps); resume with the same command")
-      break
-
-  manager.wait_until_finished()
-  manager.close()
-  if writer is not None:
-    writer.flush()
+      if stopping:
+        say(f"stopping after step {done} (config.stop_after_steps); resume with the same command")
+        break
+  finally:
+    # Also after a failure: finish the checkpoint being written, stop the
+    # input threads and flush the summaries while the interpreter is whole.
+    manager.wait_until_finished()
+    manager.close()
+    train_input.close()
+    if writer is not None:
+      writer.flush()
   return {"state": state, "history": history, "eval": evaluations}
 
 
@@ -338,7 +343,12 @@ def main(argv) -> None:
   if _WORKDIR.value is None:
     raise app.UsageError("--workdir is required")
   logging.set_verbosity(logging.WARNING)
-  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except input_pipeline.DATA_ERRORS as error:
+    # The data is at fault, not the code: say what and where, without a traceback.
+    print(f"trainer.train: data error ({type(error).__name__}): {error}", file=sys.stderr, flush=True)
+    sys.exit(input_pipeline.DATA_ERROR_EXIT_CODE)
 
 
 if __name__ == "__main__":

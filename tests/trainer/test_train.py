@@ -191,3 +191,24 @@ def test_audioset_video_only_baseline_reports_map_and_per_class_ap(builds, tmp_p
   with open(csv_path) as f:
     rows = f.read().splitlines()
   assert rows[0] == "class,average_precision" and len(rows) == 1 + 4
+
+
+def test_a_data_error_ends_the_run_with_its_message_and_exit_status(tmp_path):
+  """A corrupt TFRecord shard: a one-line message naming it, exit status 3, and no hang at exit."""
+  build = tmp_path / "build"
+  synthetic.write_synthetic_build(str(build), num_clips=8, seconds=1.0, formats=("tfrecord",))
+  shard = sorted(build.glob("*-of-*"))[0]
+  data = bytearray(shard.read_bytes())
+  data[len(data) // 2] ^= 0xFF  # inside a record's data: only its CRC can tell
+  shard.write_bytes(bytes(data))
+  env = {**os.environ, "PYTHONPATH": REPO}
+  # The timeout only turns a hang into a failure; a healthy run exits in seconds.
+  finished = subprocess.run(
+      [sys.executable, "-m", "trainer.train", f"--config={REPO}/trainer/configs/tiny.py", "--workdir=run",
+       "--config.data.train_dir=build", "--config.data.format=tfrecord"],
+      cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+  last_line = finished.stderr.strip().splitlines()[-1]
+  assert finished.returncode == 3, finished.stderr[-3000:]
+  assert last_line.startswith("trainer.train: data error (ShardError): a TFRecord shard is missing, truncated or "
+                              "corrupt"), last_line
+  assert shard.name in last_line and "corrupted record" in last_line

@@ -17,11 +17,12 @@ config and the build's manifest:
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 import ml_collections
 
 from shared import contract, files
+from shared.records import RecordError
 from trainer.data import grain_input, manifest as manifest_lib, preprocess, sampling, tfdata_input
 
 
@@ -93,16 +94,33 @@ def make_preprocessor(config: ml_collections.ConfigDict,
   )
 
 
-def num_records(manifest: manifest_lib.BuildManifest, source: Optional[grain_input.ArrayRecordShards] = None) -> int:
-  """Records of a build: the manifest's count, else the ArrayRecord shards' length."""
-  if source is not None:
-    if manifest.num_records is not None and manifest.num_records != len(source):
-      raise grain_input.ShardError(f"{manifest.directory}: manifest counts {manifest.num_records} records, "
-                                   f"the ArrayRecord shards hold {len(source)}")
-    return len(source)
-  if manifest.num_records is None:
-    return len(grain_input.ArrayRecordShards(manifest.shard_paths(manifest_lib.ARRAYRECORD)))
-  return manifest.num_records
+# What a build that does not hold what it claims raises: the entry points turn
+# these into a clear message and a non-zero exit.
+DATA_ERRORS = (grain_input.ShardError, RecordError, manifest_lib.ManifestError, contract.ContractMismatchError,
+               ConfigError)
+DATA_ERROR_EXIT_CODE = 3
+
+
+def open_shards(manifest: manifest_lib.BuildManifest, file_format: str):
+  """The build's shards of `file_format`, their record count checked against the manifest.
+
+  Returns:
+    grain_input.ArrayRecordShards or tfdata_input.TFRecordShards.
+
+  Raises:
+    ShardError: a shard is missing or damaged, or the shards hold another
+      number of records than the manifest says were written.
+  """
+  if file_format == manifest_lib.ARRAYRECORD:
+    shards = grain_input.ArrayRecordShards(manifest.shard_paths(manifest_lib.ARRAYRECORD))
+  elif file_format == manifest_lib.TFRECORD:
+    shards = tfdata_input.TFRecordShards(manifest.shard_paths(manifest_lib.TFRECORD))
+  else:
+    raise ConfigError(f"config.data.format must be 'arrayrecord' or 'tfrecord', got {file_format!r}")
+  if manifest.num_records != len(shards):
+    raise grain_input.ShardError(f"{manifest.directory}: manifest counts {manifest.num_records} records, "
+                                 f"the {file_format} shards hold {len(shards)}")
+  return shards
 
 
 class TrainInput:
@@ -123,28 +141,29 @@ class TrainInput:
     self.manifest = manifest_lib.read_manifest(files.absolute(data.train_dir))
     self.preprocessor = make_preprocessor(config, self.manifest)
     self.grain_iterator = None
+    shards = open_shards(self.manifest, data.format)
+    self.num_records = len(shards)
     if data.format == manifest_lib.ARRAYRECORD:
-      source = grain_input.ArrayRecordShards(self.manifest.shard_paths(manifest_lib.ARRAYRECORD))
-      self.num_records = num_records(self.manifest, source)
       dataset = grain_input.train_dataset(
-          source, self.preprocessor, batch_size=local_batch_size, seed=config.seed, process_index=process_index,
+          shards, self.preprocessor, batch_size=local_batch_size, seed=config.seed, process_index=process_index,
           process_count=process_count, read_threads=data.read_threads, worker_count=data.worker_count)
       # A restored checkpoint sets the exact state; start_step only applies to tf.data.
       self.grain_iterator = iter(dataset)
       self.iterator = self.grain_iterator
-    elif data.format == manifest_lib.TFRECORD:
-      paths = self.manifest.shard_paths(manifest_lib.TFRECORD)
-      self.num_records = num_records(self.manifest)
-      dataset = tfdata_input.train_dataset(
-          paths, self.preprocessor, batch_size=local_batch_size, seed=config.seed, num_records=self.num_records,
-          process_index=process_index, process_count=process_count, skip_batches=start_step,
-          shuffle_buffer=data.shuffle_buffer)
-      self.iterator = tfdata_input.numpy_batches(dataset, paths)
     else:
-      raise ConfigError(f"config.data.format must be 'arrayrecord' or 'tfrecord', got {data.format!r}")
+      dataset = tfdata_input.train_dataset(
+          shards, self.preprocessor, batch_size=local_batch_size, seed=config.seed, process_index=process_index,
+          process_count=process_count, skip_batches=start_step, shuffle_buffer=data.shuffle_buffer)
+      self.iterator = tfdata_input.numpy_batches(dataset, shards)
 
   def __iter__(self) -> Iterator[Any]:
     return self.iterator
+
+  def close(self) -> None:
+    """Stops the pipeline's threads and worker processes now, not at interpreter exit."""
+    close = getattr(self.iterator, "close", None)
+    if close is not None:
+      close()
 
 
 def test_batches(config: ml_collections.ConfigDict, directory: str, *, local_batch_size: int,
@@ -153,17 +172,12 @@ def test_batches(config: ml_collections.ConfigDict, directory: str, *, local_bat
   data = config.data
   manifest = manifest_lib.read_manifest(files.absolute(directory))
   preprocessor = make_preprocessor(config, manifest)
+  shards = open_shards(manifest, data.format)
   if data.format == manifest_lib.ARRAYRECORD:
-    source = grain_input.ArrayRecordShards(manifest.shard_paths(manifest_lib.ARRAYRECORD))
-    num_records(manifest, source)
-    dataset = grain_input.test_dataset(source, preprocessor, batch_size=local_batch_size,
+    dataset = grain_input.test_dataset(shards, preprocessor, batch_size=local_batch_size,
                                        process_index=process_index, process_count=process_count,
                                        read_threads=data.read_threads, worker_count=data.worker_count)
     return manifest, preprocessor, dataset
-  if data.format == manifest_lib.TFRECORD:
-    paths = manifest.shard_paths(manifest_lib.TFRECORD)
-    dataset = tfdata_input.test_dataset(paths, preprocessor, batch_size=local_batch_size,
-                                        num_records=num_records(manifest), process_index=process_index,
-                                        process_count=process_count)
-    return manifest, preprocessor, tfdata_input.numpy_batches(dataset, paths)
-  raise ConfigError(f"config.data.format must be 'arrayrecord' or 'tfrecord', got {data.format!r}")
+  dataset = tfdata_input.test_dataset(shards, preprocessor, batch_size=local_batch_size, process_index=process_index,
+                                      process_count=process_count)
+  return manifest, preprocessor, tfdata_input.numpy_batches(dataset, shards)

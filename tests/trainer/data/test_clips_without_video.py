@@ -41,9 +41,8 @@ def test_audio_only_clips_batch_like_the_others_in_grain_and_tf_data(build):
   source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
   assert records.decode(source[1]).has_video is False
   [grain_batch] = list(grain_input.test_dataset(source, prep, batch_size=3, read_threads=1))
-  paths = build.shard_paths("tfrecord")
-  [tf_batch] = list(tfdata_input.numpy_batches(tfdata_input.test_dataset(paths, prep, batch_size=3, num_records=3),
-                                               paths))
+  shards = tfdata_input.TFRecordShards(build.shard_paths("tfrecord"))
+  [tf_batch] = list(tfdata_input.numpy_batches(tfdata_input.test_dataset(shards, prep, batch_size=3), shards))
   for batch in (grain_batch, tf_batch):
     rgb, spectrogram = batch["inputs"]["rgb"], batch["inputs"]["spectrogram"]
     assert rgb.shape[:4] == (3, 2, 4, 32) and spectrogram.shape[:2] == (3, 2)  # every clip, the same shapes

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from shared import contract, records
-from trainer.data import grain_input, manifest as manifest_lib, preprocess, sampling, synthetic, tfdata_input
+from trainer.data import (grain_input, input_pipeline, manifest as manifest_lib, preprocess, sampling, synthetic,
+                          tfdata_input)
 
 NUM_CLIPS = 6
 
@@ -82,10 +83,9 @@ def test_grain_worker_processes_give_the_same_batches(build, prep):
 
 def test_tfdata_and_grain_make_identical_examples(build, prep):
   source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
-  paths = build.shard_paths("tfrecord")
+  shards = tfdata_input.TFRecordShards(build.shard_paths("tfrecord"))
   grain_test = list(grain_input.test_dataset(source, prep, batch_size=4, read_threads=2))
-  tf_test = list(tfdata_input.numpy_batches(
-      tfdata_input.test_dataset(paths, prep, batch_size=4, num_records=NUM_CLIPS), paths))
+  tf_test = list(tfdata_input.numpy_batches(tfdata_input.test_dataset(shards, prep, batch_size=4), shards))
   assert len(grain_test) == len(tf_test) == 2
   assert all(_equal(a, b) for a, b in zip(grain_test, tf_test))
   np.testing.assert_array_equal(np.concatenate([b["mask"] for b in tf_test]), [1] * 6 + [0] * 2)
@@ -94,17 +94,17 @@ def test_tfdata_and_grain_make_identical_examples(build, prep):
                               for b in batches for k, i in enumerate(b["index"])}
   grain_train = by_index(_take(iter(grain_input.train_dataset(source, prep, batch_size=2, seed=0)), 3))
   tf_train = by_index(list(tfdata_input.numpy_batches(tfdata_input.train_dataset(
-      paths, prep, batch_size=2, seed=0, num_records=NUM_CLIPS).take(3), paths)))
+      shards, prep, batch_size=2, seed=0).take(3), shards)))
   assert sorted(grain_train) == sorted(tf_train) == list(range(NUM_CLIPS))
   assert all(_equal(grain_train[i], tf_train[i]) for i in range(NUM_CLIPS))
 
 
 def test_tfdata_resume_skips_consumed_batches(build, prep):
-  paths = build.shard_paths("tfrecord")
+  shards = tfdata_input.TFRecordShards(build.shard_paths("tfrecord"))
   full = list(tfdata_input.numpy_batches(tfdata_input.train_dataset(
-      paths, prep, batch_size=2, seed=3, num_records=NUM_CLIPS).take(5), paths))
+      shards, prep, batch_size=2, seed=3).take(5), shards))
   resumed = list(tfdata_input.numpy_batches(tfdata_input.train_dataset(
-      paths, prep, batch_size=2, seed=3, num_records=NUM_CLIPS, skip_batches=2).take(3), paths))
+      shards, prep, batch_size=2, seed=3, skip_batches=2).take(3), shards))
   assert all(_equal(a, b) for a, b in zip(full[2:], resumed))
 
 
@@ -133,14 +133,66 @@ def test_truncated_array_record_shard_is_named(build, tmp_path):
     grain_input.ArrayRecordShards([good, str(tmp_path / "nope.array_record")])
 
 
-def test_truncated_tfrecord_shard_gives_a_shard_error(build, prep, tmp_path):
-  first = build.shard_paths("tfrecord")[0]
-  truncated = tmp_path / "truncated-00000-of-00001"
-  data = open(first, "rb").read()
-  truncated.write_bytes(data[: len(data) - 1000])
-  paths = [str(truncated)]
-  with pytest.raises(grain_input.ShardError, match="truncated or corrupt"):
-    list(tfdata_input.numpy_batches(tfdata_input.test_dataset(paths, prep, batch_size=2, num_records=3), paths))
+def _damaged_copy(tmp_path, path: str, damage) -> str:
+  """A copy of a TFRecord shard with `damage(bytearray)` applied."""
+  data = bytearray(open(path, "rb").read())
+  damage(data)
+  copy = tmp_path / os.path.basename(path)
+  copy.write_bytes(bytes(data))
+  return str(copy)
+
+
+def _record_offsets(path: str) -> list[int]:
+  """Byte offsets of the records of a TFRecord file."""
+  offsets, offset, data = [], 0, open(path, "rb").read()
+  while offset < len(data):
+    offsets.append(offset)
+    offset += 16 + int.from_bytes(data[offset:offset + 8], "little")
+  return offsets
+
+
+def test_damaged_tfrecord_shards_are_refused_when_opened_naming_shard_and_byte(build, tmp_path):
+  path = build.shard_paths("tfrecord")[1]
+  second = _record_offsets(path)[1]
+  length_flipped = _damaged_copy(tmp_path, path, lambda d: d.__setitem__(second + 2, d[second + 2] ^ 0x10))
+  with pytest.raises(grain_input.ShardError, match=rf"{os.path.basename(path)}: corrupt length field of record 1 "
+                                                   rf"at byte {second}"):
+    tfdata_input.TFRecordShards([length_flipped])
+  truncated = _damaged_copy(tmp_path, path, lambda d: d.__delitem__(slice(len(d) - 1000, None)))
+  with pytest.raises(grain_input.ShardError, match=r"record 2 at byte \d+ is truncated"):
+    tfdata_input.TFRecordShards([truncated])
+  with pytest.raises(grain_input.ShardError, match="missing"):
+    tfdata_input.TFRecordShards([str(tmp_path / "nope-00000-of-00001")])
+
+
+def test_a_flipped_data_byte_stops_the_tfdata_pipeline_with_a_shard_error(build, prep, tmp_path):
+  path = build.shard_paths("tfrecord")[0]
+  flipped = _damaged_copy(tmp_path, path, lambda d: d.__setitem__(len(d) // 2, d[len(d) // 2] ^ 0xFF))
+  shards = tfdata_input.TFRecordShards([flipped])  # the headers are intact
+  with pytest.raises(grain_input.ShardError, match=rf"truncated or corrupt .*{os.path.basename(path)}.*corrupted"):
+    list(tfdata_input.numpy_batches(tfdata_input.test_dataset(shards, prep, batch_size=2), shards))
+
+
+@pytest.mark.parametrize("file_format", ["tfrecord", "arrayrecord"])
+def test_shards_holding_fewer_records_than_the_manifest_are_refused(build, tmp_path, file_format):
+  """A build that lost records must not train silently, whichever format is read."""
+  import json
+  import shutil
+
+  directory = tmp_path / "short"
+  shutil.copytree(build.directory, directory)
+  first = str(directory / os.path.basename(build.shard_paths(file_format)[0]))
+  kept = records.read_tfrecord(first.removesuffix(records.ARRAY_RECORD_SUFFIX))
+  kept = list(kept)[:-1]
+  if file_format == "tfrecord":
+    records.write_tfrecord(first, kept)
+  else:
+    records.write_array_record(first, kept)
+  manifest = manifest_lib.read_manifest(str(directory))
+  assert json.load(open(directory / "manifest.json"))["counts"]["written"] == NUM_CLIPS
+  with pytest.raises(grain_input.ShardError, match=rf"manifest counts {NUM_CLIPS} records, the {file_format} "
+                                                   rf"shards hold {NUM_CLIPS - 1}"):
+    input_pipeline.open_shards(manifest, file_format)
 
 
 def test_a_record_of_another_schema_is_refused_with_its_shard(prep, tmp_path):
@@ -154,6 +206,6 @@ def test_a_record_of_another_schema_is_refused_with_its_shard(prep, tmp_path):
     next(iter(grain_input.test_dataset(source, prep, batch_size=1, read_threads=1)))
   tf_path = str(tmp_path / "old-00000-of-00001")
   records.write_tfrecord(tf_path, [newer])
-  with pytest.raises(Exception, match="schema version"):
-    list(tfdata_input.numpy_batches(tfdata_input.test_dataset([tf_path], prep, batch_size=1, num_records=1),
-                                    [tf_path]))
+  shards = tfdata_input.TFRecordShards([tf_path])
+  with pytest.raises(records.RecordError, match=r"^\S*old-00000-of-00001: record synthetic_000000: schema version"):
+    list(tfdata_input.numpy_batches(tfdata_input.test_dataset(shards, prep, batch_size=1), shards))
