@@ -16,9 +16,20 @@ Sections:
 
 Data parallelism: one mesh axis 'data' over every device of every host; the
 state is replicated, batches are split along their first axis, and XLA
-inserts the gradient all-reduce. On a TPU pod slice every worker runs this
-same command (see trainer/launch_tpu.sh) with MBT_DISTRIBUTED=1 or
---config.distributed=True.
+inserts the gradient all-reduce. Each host reads only its rows of every
+global batch, and those rows do not depend on the number of hosts (see
+trainer/data/grain_input.py), so a run gives the same losses and parameters
+on one host or many (up to the order of the gradient reduction).
+
+Several hosts: every process runs this same command. On a TPU pod slice
+(trainer/launch_tpu.sh) set MBT_DISTRIBUTED=1 or --config.distributed=True and
+JAX finds the other workers itself; elsewhere name them with
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I. CPU
+processes (tests) also need JAX_CPU_COLLECTIVES_IMPLEMENTATION=gloo:
+
+    JAX_CPU_COLLECTIVES_IMPLEMENTATION=gloo python -m trainer.train \
+        --config trainer/configs/tiny.py --workdir runs/tiny \
+        --coordinator_address=127.0.0.1:7654 --num_processes=2 --process_id=0   # and =1
 """
 
 from __future__ import annotations
@@ -53,12 +64,24 @@ from trainer.models import build_model
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. trainer/configs/tiny.py[:variant].",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, TensorBoard logs and config.json (local or gs://).")
+_COORDINATOR_ADDRESS = flags.DEFINE_string(
+    "coordinator_address", None, "HOST:PORT of process 0 of a multi-process run (not needed on TPU pod slices).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes of a multi-process run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
 
 
-def start_distributed(config: ml_collections.ConfigDict) -> None:
-  """Joins the other hosts of a pod slice; a no-op on one host."""
-  if config.get("distributed") or os.environ.get("MBT_DISTRIBUTED") == "1":
-    jax.distributed.initialize()
+def start_distributed(config: ml_collections.ConfigDict, coordinator_address: str | None = None,
+                      num_processes: int | None = None, process_id: int | None = None) -> None:
+  """Joins the other processes of a multi-host run; a no-op on one host or when already joined.
+
+  With a coordinator address the processes are named explicitly; with
+  config.distributed or MBT_DISTRIBUTED=1 alone, JAX detects them (TPU pods,
+  SLURM, ...).
+  """
+  if jax.distributed.is_initialized():
+    return
+  if coordinator_address is not None or config.get("distributed") or os.environ.get("MBT_DISTRIBUTED") == "1":
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
 
 
 def make_mesh() -> Mesh:
@@ -343,6 +366,7 @@ def main(argv) -> None:
   if _WORKDIR.value is None:
     raise app.UsageError("--workdir is required")
   logging.set_verbosity(logging.WARNING)
+  start_distributed(_CONFIG.value, _COORDINATOR_ADDRESS.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except input_pipeline.DATA_ERRORS as error:

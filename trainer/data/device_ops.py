@@ -16,8 +16,11 @@ from __future__ import annotations
 from typing import Optional
 
 import jax.numpy as jnp
+import numpy as np
 
-_LUMA = jnp.array([0.299, 0.587, 0.114], jnp.float32)
+# numpy, not jnp: a jax array made at import would start JAX's backend before
+# jax.distributed.initialize() can run.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def finish_rgb(frames: jnp.ndarray, jitter: Optional[jnp.ndarray] = None) -> jnp.ndarray:

@@ -1,18 +1,22 @@
 """The grain input pipeline over ArrayRecord shards: a deterministic index -> example map.
 
-Training, per host:
+Training: one global stream, of which every host reads its own rows.
 
   record ids 0..N-1 of the split (all shards, in manifest order)
-    -> this host's slice [process_index::process_count]
     -> shuffle (grain's index shuffle, a new permutation each epoch)
     -> repeat (num_epochs, or forever)
-    -> (position p) -> (epoch = p // records_per_host, record id)
+    -> (global position p) -> (epoch = p // N, record id)
+    -> this host's share: of global batch b (G = process_count * local batch
+       L positions), the rows [process_index * L, (process_index + 1) * L)
     -> read + ClipPreprocessor.train_example(bytes, epoch, record id)
-    -> threads (and optionally worker processes) -> batch (drop remainder)
+    -> threads (and optionally worker processes) -> batch of L (drop remainder)
 
-Element p of the stream is a pure function of (seed, p), so the iterator state
-grain saves is one integer per host, and a restored iterator continues at the
-same element with the same augmentations.
+The global batch is therefore the same whatever the number of hosts, row for
+row: a run on one host and a run on several with the same global batch see
+the same examples in the same order (mixup pairs included), and each host
+reads and decodes only its own rows. Element p is a pure function of
+(seed, p), so the iterator state grain saves is one integer per host, and a
+restored iterator continues at the same element with the same augmentations.
 
 Test passes go through every record of the host's slice once, in order, and
 pad the last batch with mask-0 copies so every host runs the same number of
@@ -98,6 +102,35 @@ class ArrayRecordShards:
     return f"ArrayRecordShards({len(self.paths)} files)"
 
 
+class _HostRows(grain.MapDataset):
+  """One host's rows of every global batch of a stream.
+
+  Element j of this dataset is element (j // L) * G + process_index * L + j % L
+  of the parent (L = local_batch_size, G = process_count * L). Only whole
+  global batches are kept, so every host has the same length.
+  """
+
+  def __init__(self, parent: grain.MapDataset, local_batch_size: int, process_index: int, process_count: int):
+    super().__init__(parent)
+    if not 0 <= process_index < process_count:
+      raise ValueError(f"process_index {process_index} outside 0..{process_count - 1}")
+    self._local, self._offset = local_batch_size, process_index * local_batch_size
+    self._global = process_count * local_batch_size
+    self._length = len(parent) // self._global * local_batch_size
+
+  def __len__(self) -> int:
+    return self._length
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    batch, row = divmod(index, self._local)
+    return self._parent[batch * self._global + self._offset + row]
+
+  def __str__(self) -> str:
+    return f"HostRows(offset={self._offset}, rows={self._local} of {self._global})"
+
+
 class _EpochAndRecord(grain.transforms.MapWithIndex):
   """(stream position, record id) -> (epoch, record id)."""
 
@@ -156,7 +189,8 @@ def train_dataset(source: ArrayRecordShards, preprocessor: ClipPreprocessor, *, 
   Args:
     source: the split's shards.
     preprocessor: turns records into examples (its seed drives augmentation).
-    batch_size: examples per batch on this host.
+    batch_size: examples per batch on this host (the global batch over
+      process_count).
     seed: seeds the per-epoch shuffles.
     num_epochs: passes over the data, None for an endless stream.
     process_index: this host's index (jax.process_index()).
@@ -164,11 +198,14 @@ def train_dataset(source: ArrayRecordShards, preprocessor: ClipPreprocessor, *, 
     read_threads: threads decoding examples in this process.
     worker_count: extra worker processes (0: none; the state stays exact).
   """
-  records = grain.MapDataset.range(len(source))[process_index::process_count]
-  if len(records) == 0:
-    raise ShardError(f"host {process_index} of {process_count} has no records: the split has only {len(source)}")
-  stream = records.shuffle(seed=seed % 2**32).repeat(num_epochs)
-  stream = stream.map_with_index(_EpochAndRecord(len(records))).map(_TrainExample(source, preprocessor))
+  if len(source) == 0:
+    raise ShardError("the split has no records")
+  stream = grain.MapDataset.range(len(source)).shuffle(seed=seed % 2**32).repeat(num_epochs)
+  stream = stream.map_with_index(_EpochAndRecord(len(source)))
+  stream = _HostRows(stream, batch_size, process_index, process_count)
+  if len(stream) == 0:
+    raise ShardError(f"{len(source)} records make no global batch of {batch_size * process_count}")
+  stream = stream.map(_TrainExample(source, preprocessor))
   return _finish(stream, batch_size, True, read_threads, worker_count)
 
 

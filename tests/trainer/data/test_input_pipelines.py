@@ -49,14 +49,17 @@ def test_grain_batches_cover_each_epoch_once_and_reshuffle(build, prep):
   assert first != second  # a new permutation each epoch
 
 
-def test_hosts_read_disjoint_slices(build, prep):
+def test_hosts_read_their_own_rows_of_the_one_host_global_batches(build, prep):
+  """Two hosts with local batch 2 make, row for row, the batches of one host with batch 4."""
   source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
-  seen = []
-  for host in range(2):
-    dataset = grain_input.train_dataset(source, prep, batch_size=1, seed=0, process_index=host, process_count=2,
-                                        read_threads=1)
-    seen.append(sorted(int(b["index"][0]) for b in _take(iter(dataset), 3)))
-  assert seen == [[0, 2, 4], [1, 3, 5]]
+  one_host = _take(iter(grain_input.train_dataset(source, prep, batch_size=4, seed=0, read_threads=1)), 4)
+  hosts = [_take(iter(grain_input.train_dataset(source, prep, batch_size=2, seed=0, process_index=host,
+                                                process_count=2, read_threads=1)), 4) for host in range(2)]
+  for step, expected in enumerate(one_host):
+    joined = jax.tree.map(lambda a, b: np.concatenate([a, b]), hosts[0][step], hosts[1][step])
+    assert _equal(joined, expected)
+  # Each host reads only its rows (the first global batch lies inside epoch 0: distinct records).
+  assert not set(hosts[0][0]["index"]) & set(hosts[1][0]["index"])
 
 
 def test_grain_resume_reproduces_the_same_batches(build, prep):
