@@ -14,12 +14,16 @@ The scan understands exactly the layout of `tf.train.SequenceExample` as
 message field repeated, which protobuf would merge; an unpacked float list;
 an unknown wire type) makes it give up, and the record is parsed in full with
 protobuf instead: same results, just slower.
+
+A record is `bytes`, or a `MappedRecord` (trainer/data/mapped_array_record.py)
+whose bytes stay in the shard file's memory map until a slice asks for them:
+the scan then reads the file only where it looks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Optional, Union
 
 from google.protobuf.message import DecodeError
 import numpy as np
@@ -27,54 +31,89 @@ import numpy as np
 from shared import contract
 from shared import example_proto  # TensorFlow's messages without importing TensorFlow (grain workers)
 from shared.records import RecordError
+from trainer.data.mapped_array_record import MappedRecord
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 _STEP_BYTES = contract.MELSPEC_STEP_FLOATS * 4
+# A field's key and length varints: at most 10 bytes each.
+_HEAD_BYTES = 20
+# Field 1 (FeatureList.feature), length-delimited.
+_FEATURE_TAG = bytes([1 << 3 | 2])
+
+# A serialized record: its bytes, or a view of them in a mapped shard file.
+Serialized = Union[bytes, MappedRecord]
 
 
 class WireFormatError(ValueError):
   """The bytes are not laid out as the lazy reader expects (it falls back)."""
 
 
-def _varint(buffer: bytes, position: int, end: int) -> tuple[int, int]:
+def _whole(serialized: Serialized) -> bytes:
+  """All of a record's bytes (a mapped record is read whole, hash-checked)."""
+  return serialized.full_bytes() if isinstance(serialized, MappedRecord) else serialized
+
+
+def _decode_varint(window: bytes, index: int) -> tuple[int, int]:
+  """(value, index after it) of the varint at `index` of `window`."""
   value = shift = 0
-  while True:
-    if position >= end or shift > 63:
-      raise WireFormatError("truncated or overlong varint")
-    byte = buffer[position]
-    position += 1
+  while index < len(window) and shift <= 63:
+    byte = window[index]
+    index += 1
     value |= (byte & 0x7F) << shift
     if byte < 0x80:
-      return value, position
+      return value, index
     shift += 7
+  raise WireFormatError("truncated or overlong varint")
 
 
-def _fields(buffer: bytes, start: int, end: int):
+def _fields(buffer: Serialized, start: int, end: int):
   """Yields (field number, wire type, value start, value end) of a message's fields.
 
   For varints the value itself is returned as the start (end is None).
   """
   position = start
   while position < end:
-    key, position = _varint(buffer, position, end)
+    # One slice holds a field's key and length (or value): on a mapped record
+    # every slice is a call.
+    window = buffer[position:min(position + _HEAD_BYTES, end)]
+    key, index = _decode_varint(window, 0)
     number, wire_type = key >> 3, key & 7
     if wire_type == _LEN:
-      length, position = _varint(buffer, position, end)
+      length, index = _decode_varint(window, index)
+      position += index
       if position + length > end:
         raise WireFormatError("a field runs past the end of its message")
       yield number, wire_type, position, position + length
       position += length
     elif wire_type == _VARINT:
-      value, position = _varint(buffer, position, end)
+      value, index = _decode_varint(window, index)
       yield number, wire_type, value, None
+      position += index
     elif wire_type in (_I64, _I32):
       size = 8 if wire_type == _I64 else 4
+      position += index
       if position + size > end:
         raise WireFormatError("a fixed-size field runs past the end of its message")
       yield number, wire_type, position, position + size
       position += size
     else:
       raise WireFormatError(f"unsupported wire type {wire_type}")
+
+
+def _feature_spans(buffer: Serialized, start: int, end: int) -> list[tuple[int, int]]:
+  """Spans of the `feature` entries (field 1) of a FeatureList: the scan's hot loop, kept tight."""
+  spans, position = [], start
+  while position < end:
+    window = buffer[position:min(position + _HEAD_BYTES, end)]
+    if window[:1] != _FEATURE_TAG:
+      raise WireFormatError("a feature list holds something other than features")
+    length, index = _decode_varint(window, 1)
+    begin = position + index
+    position = begin + length
+    if position > end:
+      raise WireFormatError("a feature runs past the end of its list")
+    spans.append((begin, position))
+  return spans
 
 
 def _only_child(buffer: bytes, start: int, end: int, number: int) -> tuple[int, int]:
@@ -95,7 +134,7 @@ def _only_child(buffer: bytes, start: int, end: int, number: int) -> tuple[int, 
 class _LazyRecord:
   """Spans of the context and of every feature of the two feature lists we read."""
 
-  def __init__(self, serialized: bytes):
+  def __init__(self, serialized: Serialized):
     self._buffer = serialized
     top = {}
     for number, wire_type, a, b in _fields(serialized, 0, len(serialized)):
@@ -120,7 +159,7 @@ class _LazyRecord:
         if key is None or key in self._lists:
           raise WireFormatError("feature list without a key, or twice")
         if key in (contract.IMAGE_KEY, contract.MELSPEC_KEY):
-          self._lists[key] = [(c, d) for f, t, c, d in _fields(serialized, *value) if f == 1 and t == _LEN]
+          self._lists[key] = _feature_spans(serialized, *value)
 
   def count(self, key: str) -> int:
     return len(self._lists.get(key, ()))
@@ -134,6 +173,8 @@ class _LazyRecord:
     a, b = _only_child(self._buffer, *_only_child(self._buffer, *self._lists[contract.MELSPEC_KEY][step], 2), 1)
     if b - a != _STEP_BYTES:
       raise WireFormatError("a log-mel step is not one packed run of floats")
+    if isinstance(self._buffer, MappedRecord):
+      return self._buffer.floats(a, contract.MELSPEC_STEP_FLOATS)
     return np.frombuffer(self._buffer, "<f4", count=contract.MELSPEC_STEP_FLOATS, offset=a)
 
 
@@ -190,13 +231,13 @@ class ParsedClip:
   verb_index: int
   noun_index: int
   _record: object
-  _serialized: bytes
+  _serialized: Serialized
 
   def _read(self, read):
     try:
       return read(self._record)
     except WireFormatError:  # an unexpected layout deep inside: parse it all
-      self._record = _ParsedRecord(self._serialized)
+      self._record = _ParsedRecord(_whole(self._serialized))
       return read(self._record)
 
   def jpeg(self, frame: int) -> bytes:
@@ -222,11 +263,11 @@ def _context_int(context, key: str, clip_id: str) -> int:
   return int(feature[key].int64_list.value[0])
 
 
-def parse_clip(serialized: bytes, lazy: bool = True) -> ParsedClip:
+def parse_clip(serialized: Serialized, lazy: bool = True) -> ParsedClip:
   """Reads a record written by shared.records.encode and checks its schema.
 
   Args:
-    serialized: the record's bytes.
+    serialized: the record's bytes, or a MappedRecord.
     lazy: read frames and steps on demand (see the module docstring); False
       parses the whole record with protobuf.
 
@@ -241,7 +282,7 @@ def parse_clip(serialized: bytes, lazy: bool = True) -> ParsedClip:
     except (WireFormatError, UnicodeDecodeError, DecodeError):
       record = None
   if record is None:
-    record = _ParsedRecord(serialized)
+    record = _ParsedRecord(_whole(serialized))
   context = record.context.feature
   if contract.CLIP_ID_KEY not in context or len(context[contract.CLIP_ID_KEY].bytes_list.value) != 1:
     raise RecordError("record has no clip id: not a clip record of this project (corrupt or truncated?)")

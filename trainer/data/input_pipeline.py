@@ -101,8 +101,10 @@ DATA_ERRORS = (grain_input.ShardError, RecordError, manifest_lib.ManifestError, 
 DATA_ERROR_EXIT_CODE = 3
 
 
-def open_shards(manifest: manifest_lib.BuildManifest, file_format: str):
+def open_shards(manifest: manifest_lib.BuildManifest, file_format: str, verify_every_read: bool = False):
   """The build's shards of `file_format`, their record count checked against the manifest.
+
+  `verify_every_read` applies to ArrayRecord shards (see grain_input.ArrayRecordShards).
 
   Returns:
     grain_input.ArrayRecordShards or tfdata_input.TFRecordShards.
@@ -112,7 +114,7 @@ def open_shards(manifest: manifest_lib.BuildManifest, file_format: str):
       number of records than the manifest says were written.
   """
   if file_format == manifest_lib.ARRAYRECORD:
-    shards = grain_input.ArrayRecordShards(manifest.shard_paths(manifest_lib.ARRAYRECORD))
+    shards = grain_input.ArrayRecordShards(manifest.shard_paths(manifest_lib.ARRAYRECORD), verify_every_read)
   elif file_format == manifest_lib.TFRECORD:
     shards = tfdata_input.TFRecordShards(manifest.shard_paths(manifest_lib.TFRECORD))
   else:
@@ -141,7 +143,7 @@ class TrainInput:
     self.manifest = manifest_lib.read_manifest(files.absolute(data.train_dir))
     self.preprocessor = make_preprocessor(config, self.manifest)
     self.grain_iterator = None
-    shards = open_shards(self.manifest, data.format)
+    shards = open_shards(self.manifest, data.format, data.get("verify_every_read", False))
     self.num_records = len(shards)
     if data.format == manifest_lib.ARRAYRECORD:
       dataset = grain_input.train_dataset(
@@ -172,7 +174,7 @@ def test_batches(config: ml_collections.ConfigDict, directory: str, *, local_bat
   data = config.data
   manifest = manifest_lib.read_manifest(files.absolute(directory))
   preprocessor = make_preprocessor(config, manifest)
-  shards = open_shards(manifest, data.format)
+  shards = open_shards(manifest, data.format, data.get("verify_every_read", False))
   if data.format == manifest_lib.ARRAYRECORD:
     dataset = grain_input.test_dataset(shards, preprocessor, batch_size=local_batch_size,
                                        process_index=process_index, process_count=process_count,

@@ -5,6 +5,26 @@ import pytest
 
 from shared import contract, example_proto, records
 from trainer.data import clip_reader, synthetic
+from trainer.data.mapped_array_record import MappedArrayRecordFile
+
+SOURCES = ("bytes", "mapped")
+
+
+@pytest.fixture
+def as_source(tmp_path):
+  """Serialized bytes -> the same record as bytes, or in place in an ArrayRecord shard."""
+  whole_reads = []
+
+  def make(serialized: bytes, source: str):
+    if source == "bytes":
+      return serialized
+    path = str(tmp_path / f"shard{len(whole_reads)}.array_record")
+    records.write_array_record(path, [b"a record before it" * 5000, serialized])
+    whole_reads.append(0)
+    return MappedArrayRecordFile(path, 2).record(1, lambda: whole_reads.append(1) or serialized)
+
+  make.whole_reads = whole_reads
+  return make
 
 
 def _serialized(index=0, seconds=2.3, dataset="vggsound", **overrides):
@@ -30,14 +50,16 @@ def _assert_same(a, b):
   np.testing.assert_array_equal(rows_a, rows_b)
 
 
+@pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("seconds, dataset", [(0.3, "vggsound"), (2.3, "audioset"), (4.0, "epic_kitchens")])
-def test_lazy_and_full_parse_agree(seconds, dataset):
+def test_lazy_and_full_parse_agree(seconds, dataset, source, as_source):
   serialized = _serialized(seconds=seconds, dataset=dataset)
-  lazy = clip_reader.parse_clip(serialized)
+  lazy = clip_reader.parse_clip(as_source(serialized, source))
   assert isinstance(lazy._record, clip_reader._LazyRecord)
   _assert_same(lazy, clip_reader.parse_clip(serialized, lazy=False))
   decoded = records.decode(serialized)
   assert [lazy.jpeg(k) for k in range(lazy.num_frames)] == list(decoded.jpeg_frames)
+  assert 1 not in as_source.whole_reads  # nothing made the mapped record read itself whole
 
 
 def test_merged_messages_fall_back_to_protobuf_semantics():
@@ -48,15 +70,18 @@ def test_merged_messages_fall_back_to_protobuf_semantics():
   _assert_same(clip, clip_reader.parse_clip(merged, lazy=False))
 
 
-def test_an_odd_feature_deep_inside_switches_to_the_full_parse():
+@pytest.mark.parametrize("source", SOURCES)
+def test_an_odd_feature_deep_inside_switches_to_the_full_parse(source, as_source):
   example = example_proto.SequenceExample.FromString(_serialized())
   frames = example.feature_lists.feature_list[contract.IMAGE_KEY].feature
   frames[3].bytes_list.value.append(b"a second value")
   odd = example.SerializeToString()
-  clip = clip_reader.parse_clip(odd)
+  clip = clip_reader.parse_clip(as_source(odd, source))
   assert clip.jpeg(0) == frames[0].bytes_list.value[0]
   assert clip.jpeg(3) == frames[3].bytes_list.value[0]  # protobuf's answer: the first value
   assert isinstance(clip._record, clip_reader._ParsedRecord)
+  if source == "mapped":  # the full parse reads the record whole, through the library's checked read
+    assert as_source.whole_reads.count(1) == 1
 
 
 def test_truncated_and_foreign_records_are_refused():

@@ -62,6 +62,19 @@ def test_hosts_read_their_own_rows_of_the_one_host_global_batches(build, prep):
   assert not set(hosts[0][0]["index"]) & set(hosts[1][0]["index"])
 
 
+def test_records_are_verified_by_the_library_once_then_read_in_place(build, prep):
+  from trainer.data.mapped_array_record import MappedRecord
+
+  source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
+  checked = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"), verify_every_read=True)
+  for record_id in range(NUM_CLIPS):
+    first, second = source[record_id], source[record_id]
+    assert isinstance(first, bytes) and isinstance(second, MappedRecord)
+    assert second[0:len(second)] == first == checked[record_id] == checked[record_id]
+    assert _equal(prep.train_example(second, 1, record_id), prep.train_example(first, 1, record_id))
+  assert isinstance(checked[0], bytes)
+
+
 def test_grain_resume_reproduces_the_same_batches(build, prep):
   source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
   dataset = grain_input.train_dataset(source, prep, batch_size=2, seed=5, read_threads=2)
