@@ -53,6 +53,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   parser.add_argument("--variants", default=",".join(report.VARIANTS),
                       help="comma-separated variants to train (default all)")
   parser.add_argument("--seed", type=int, default=0, help="dataset seed")
+  parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                      help="activations and matrix products (config.model.compute_dtype); auto: bfloat16 on GPU "
+                           "and TPU, float32 on CPU")
   args = parser.parse_args(argv)
   sizes = QUICK if args.quick else FULL
   args.num_clips = args.num_clips or sizes["num_clips"]
@@ -91,7 +94,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   results = []
   for name in args.variants:
     say(f"    training {name}")
-    results.append(report.train_variant(name, builds_dir, os.path.join(args.workdir, "train", name), args.steps))
+    results.append(report.train_variant(name, builds_dir, os.path.join(args.workdir, "train", name), args.steps,
+                                        precision=args.precision))
     say(f"    {name}: test top-1 {results[-1]['top1']:.3f}")
 
   say("4/4 report")

@@ -16,8 +16,9 @@ FUSION_VARIANTS = ("bottleneck", "cross_attention", "late")
 UNIMODAL_VARIANTS = ("audio", "video")
 
 
-def variant_config(name: str, builds_dir: str, steps: int):
+def variant_config(name: str, builds_dir: str, steps: int, precision: str = "auto"):
   config = demo_config.get_config(name)
+  config.model.compute_dtype = precision
   config.data.train_dir = os.path.join(builds_dir, "train")
   config.data.eval_dir = os.path.join(builds_dir, "test")
   config.total_steps = steps
@@ -26,9 +27,9 @@ def variant_config(name: str, builds_dir: str, steps: int):
   return config
 
 
-def train_variant(name: str, builds_dir: str, workdir: str, steps: int) -> dict[str, Any]:
+def train_variant(name: str, builds_dir: str, workdir: str, steps: int, precision: str = "auto") -> dict[str, Any]:
   """Trains one variant with the real trainer; returns its figures."""
-  config = variant_config(name, builds_dir, steps)
+  config = variant_config(name, builds_dir, steps, precision)
   outcome = train.train_and_evaluate(config, workdir)
   _, evaluation = outcome["eval"][-1]
   history = outcome["history"]

@@ -7,9 +7,12 @@ from demo import __main__ as demo_main
 from pipelines.download import ledger
 
 
-def test_quick_demo_builds_trains_and_fusion_wins(tmp_path, capsys):
-  workdir = str(tmp_path / "demo")
-  assert demo_main.main(["--workdir", workdir, "--quick", "--variants", "bottleneck,audio,video"]) == 0
+def test_quick_demo_builds_trains_and_fusion_wins(tmp_path, monkeypatch, capsys):
+  # As typed by hand: a relative --workdir. In bfloat16, which the default (float32 on CPU) does not exercise.
+  monkeypatch.chdir(tmp_path)
+  workdir = "demo"
+  assert demo_main.main(["--workdir", workdir, "--quick", "--variants", "bottleneck,audio,video",
+                         "--precision", "bfloat16"]) == 0
 
   results = json.load(open(os.path.join(workdir, "results.json")))
   top1 = {v["variant"]: v["top1"] for v in results["variants"]}
