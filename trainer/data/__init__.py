@@ -2,6 +2,7 @@
 
   manifest        reads and checks a build's manifest.json (contract, labels, log-mel moments, shards)
   clip_reader     reads the frames and log-mel steps an example needs from a serialized record
+  mapped_array_record  local ArrayRecord shards read in place (memory map), only the bytes an example uses
   sampling        window starts, frame indices and log-mel rows (train: random; test: uniform crops)
   preprocess      record -> example (decode, crop, flip, SpecAugment, labels), shared by both pipelines
   grain_input     grain over ArrayRecord shards: a deterministic, checkpointable index -> example map

@@ -107,7 +107,10 @@ def _feature_spans(buffer: Serialized, start: int, end: int) -> list[tuple[int, 
     window = buffer[position:min(position + _HEAD_BYTES, end)]
     if window[:1] != _FEATURE_TAG:
       raise WireFormatError("a feature list holds something other than features")
-    length, index = _decode_varint(window, 1)
+    if len(window) > 3 and (window[1] & window[2] & 0x80) == 0:  # lengths below 2^14: most frames, inline
+      length, index = (window[1], 2) if window[1] < 0x80 else ((window[1] & 0x7F) | window[2] << 7, 3)
+    else:
+      length, index = _decode_varint(window, 1)
     begin = position + index
     position = begin + length
     if position > end:
