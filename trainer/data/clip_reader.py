@@ -107,8 +107,14 @@ def _feature_spans(buffer: Serialized, start: int, end: int) -> list[tuple[int, 
     window = buffer[position:min(position + _HEAD_BYTES, end)]
     if window[:1] != _FEATURE_TAG:
       raise WireFormatError("a feature list holds something other than features")
-    if len(window) > 3 and (window[1] & window[2] & 0x80) == 0:  # lengths below 2^14: most frames, inline
-      length, index = (window[1], 2) if window[1] < 0x80 else ((window[1] & 0x7F) | window[2] << 7, 3)
+    first, second, third = window[1:4] if len(window) >= 4 else (0x80, 0x80, 0x80)
+    # Lengths below 2 MiB (every frame) inline; longer ones through the general decoder.
+    if first < 0x80:
+      length, index = first, 2
+    elif second < 0x80:
+      length, index = (first & 0x7F) | second << 7, 3
+    elif third < 0x80:
+      length, index = (first & 0x7F) | (second & 0x7F) << 7 | third << 14, 4
     else:
       length, index = _decode_varint(window, 1)
     begin = position + index

@@ -92,3 +92,21 @@ def test_truncated_and_foreign_records_are_refused():
     clip_reader.parse_clip(example_proto.SequenceExample().SerializeToString())
   with pytest.raises(records.RecordError, match="schema version"):
     clip_reader.parse_clip(_serialized(schema_version=contract.SCHEMA_VERSION + 1))
+
+
+def test_the_feature_list_scan_reads_lengths_of_every_varint_size():
+  def feature(length: int) -> bytes:  # field 1, length-delimited, `length` bytes of payload
+    varint = bytearray()
+    while True:
+      varint.append((length & 0x7F) | (0x80 if length >= 0x80 else 0))
+      length >>= 7
+      if not length:
+        break
+    return b"\x0a" + bytes(varint) + b"x" * sum((b & 0x7F) << (7 * i) for i, b in enumerate(varint))
+
+  lengths = [0, 1, 127, 128, 16383, 16384, 40_000, 2**21 - 1, 2**21, 0, 1]
+  message = b"".join(feature(n) for n in lengths)
+  spans = clip_reader._feature_spans(message, 0, len(message))
+  assert [end - start for start, end in spans] == lengths
+  with pytest.raises(clip_reader.WireFormatError):
+    clip_reader._feature_spans(message[:-1], 0, len(message) - 1)
