@@ -9,9 +9,10 @@ late fusion and bottleneck fusion at L_f=8, each in float32 and in bfloat16
 (config.model.compute_dtype; parameters and optimiser state stay float32),
 each with the fused attention kernel (jax.nn.dot_product_attention: cuDNN's
 flash attention on GPU in bfloat16) and with the explicit einsum / softmax
-path. Every ratio is against a figure measured in the same run: each variant
-against late fusion with the same precision and attention, bfloat16 against
-float32, fused against explicit.
+path. All variants are compiled first and then timed round-robin (median of
+--repeats rounds). Every ratio is against a figure measured in the same run:
+each variant against late fusion with the same precision and attention,
+bfloat16 against float32, fused against explicit.
 
 MFU = model FLOPs per step / step time / the chip's peak (--peak_tflops; dense
 bf16 of an H100 or H200 SXM: 989). Model FLOPs come from XLA's cost analysis
@@ -221,38 +222,34 @@ def profile_breakdown(compiled, run_step, steps: int, module_name: str) -> dict[
           "profiled_s_per_step": total / steps}
 
 
-def measure(config, batch: int, repeats: int, profile_steps: int, compiler_options=None) -> dict[str, Any]:
-  """TFLOP per step, median step seconds, whether cuDNN attention ran, and the profile of one variant."""
+def prepare(config, batch: int, compiler_options=None) -> dict[str, Any]:
+  """A variant ready to run: its compiled step on random data, its XLA FLOP count, whether cuDNN attention is in it."""
   lowered, shapes, abstract_params, optimizer = lowered_step(config, batch)
-  figures = {"xla_tflop_per_step": model_tflop(lowered)}
   compiled = lowered.compile(compiler_options)
   rng = np.random.default_rng(0)
   inputs = {name: jnp.asarray(rng.standard_normal(s.shape, np.float32)) for name, s in shapes.items()}
   state = {"params": random_params(abstract_params)}
   state["opt"] = jax.jit(optimizer.init)(state["params"])
-  rng = jax.random.key(2)
+  key = jax.random.key(2)
 
   def run_step():
-    state["params"], state["opt"], loss = compiled(state["params"], state["opt"], inputs, rng)
+    state["params"], state["opt"], loss = compiled(state["params"], state["opt"], inputs, key)
     loss.block_until_ready()
 
   run_step()  # warm-up
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    run_step()
-    times.append(time.perf_counter() - start)
-  figures["step_s"] = statistics.median(times)
-  figures["cudnn_attention"] = "__cudnn$fmha" in compiled.as_text()
-  if profile_steps:
-    figures["profile"] = profile_breakdown(compiled, run_step, profile_steps, "jit_step")
-  return figures
+  return {"run_step": run_step, "compiled": compiled, "xla_tflop_per_step": model_tflop(lowered),
+          "cudnn_attention": "__cudnn$fmha" in compiled.as_text()}
 
 
 def run(args) -> dict[str, Any]:
-  """Measures every variant; returns {'rows': [...], 'device': ..., ...}."""
+  """Measures every variant; returns {'rows': [...], 'device': ..., ...}.
+
+  All variants are compiled first, then timed round-robin (`repeats` rounds,
+  one step of each per round; the median counts), so drifting clocks or a
+  shared host affect them alike; then each is profiled.
+  """
   device = jax.devices()[0]
-  rows = []
+  rows, ready = [], {}
   for strategy in args.strategies:
     # Model FLOPs: the float32 explicit step's count (a fused kernel is opaque to it).
     tflop = model_tflop(lowered_step(model_config(strategy, "float32", "explicit", args.quick, args.size),
@@ -260,14 +257,28 @@ def run(args) -> dict[str, Any]:
     for precision in args.precisions:
       for attention in args.attention:
         row = {"strategy": strategy, "precision": precision, "attention": attention, "tflop_per_step": tflop}
+        rows.append(row)
         try:
-          row.update(measure(model_config(strategy, precision, attention, args.quick, args.size), args.batch,
-                             args.repeats,
-                             args.profile_steps, QUICK_COMPILER_OPTIONS if args.quick else None))
+          variant = prepare(model_config(strategy, precision, attention, args.quick, args.size), args.batch,
+                            QUICK_COMPILER_OPTIONS if args.quick else None)
         except Exception as error:  # one failing variant (e.g. a kernel this GPU lacks) must not hide the rest
           row["error"] = f"{type(error).__name__}: {error}"
-        rows.append(row)
-        report_row(row, args)
+          continue
+        row.update(xla_tflop_per_step=variant["xla_tflop_per_step"], cudnn_attention=variant["cudnn_attention"])
+        ready[id(row)] = variant
+  times = {key: [] for key in ready}
+  for _ in range(args.repeats):
+    for key, variant in ready.items():
+      start = time.perf_counter()
+      variant["run_step"]()
+      times[key].append(time.perf_counter() - start)
+  for row in rows:
+    if id(row) in ready:
+      row["step_s"] = statistics.median(times[id(row)])
+      if args.profile_steps:
+        variant = ready[id(row)]
+        row["profile"] = profile_breakdown(variant["compiled"], variant["run_step"], args.profile_steps, "jit_step")
+    report_row(row, args)
   add_ratios(rows)
   return {"device": f"{device.platform}:{device.device_kind}", "device_count": jax.device_count(),
           "batch": args.batch, "size": "tiny" if args.quick else args.size, "peak_tflops": args.peak_tflops,
