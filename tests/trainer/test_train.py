@@ -211,4 +211,4 @@ def test_a_data_error_ends_the_run_with_its_message_and_exit_status(tmp_path):
   assert finished.returncode == 3, finished.stderr[-3000:]
   assert last_line.startswith("trainer.train: data error (ShardError): a TFRecord shard is missing, truncated or "
                               "corrupt"), last_line
-  assert shard.name in last_line and "corrupted record" in last_line
+  assert f"corrupt ({shard}): corrupted record" in last_line  # the damaged file, not just the candidates

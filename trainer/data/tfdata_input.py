@@ -28,6 +28,7 @@ import bisect
 import concurrent.futures
 import gc
 import math
+import re
 import struct
 from typing import Any, Iterator, Optional, Sequence
 
@@ -52,8 +53,8 @@ def _masked_crc32c(data: bytes) -> int:
   return (((crc >> 15) | (crc << 17)) + _CRC_MASK_DELTA) & 0xFFFFFFFF
 
 
-def count_records(path: str) -> int:
-  """Records in one TFRecord file, from its headers alone (local or gs://).
+def _records(path: str) -> Iterator[tuple[int, int]]:
+  """(offset, data length) of every record of a TFRecord file, from its headers alone (local or gs://).
 
   Raises:
     ShardError: a length field fails its CRC, or a record (or header) runs
@@ -75,8 +76,21 @@ def count_records(path: str) -> int:
       if end > size:
         raise ShardError(f"{path}: record {count} at byte {offset} is truncated "
                          f"({max(0, size - offset - _HEADER_BYTES)} of {length + _FOOTER_BYTES} bytes there)")
+      yield offset, length
       offset, count = end, count + 1
-  return count
+
+
+def count_records(path: str) -> int:
+  """Records in one TFRecord file, from its headers alone; ShardError if they are damaged."""
+  return sum(1 for _ in _records(path))
+
+
+def _data_intact(path: str, offset: int, length: int) -> bool:
+  """Whether the data of the record at `offset` matches its CRC."""
+  with files.open_read(path) as f:
+    f.seek(offset + _HEADER_BYTES)
+    data, footer = f.read(length), f.read(_FOOTER_BYTES)
+  return len(footer) == _FOOTER_BYTES and _masked_crc32c(data) == struct.unpack("<I", footer)[0]
 
 
 class TFRecordShards:
@@ -109,6 +123,24 @@ class TFRecordShards:
   def describe(self) -> str:
     """The shards in a few words, for error messages."""
     return f"{', '.join(self.paths[:3])}{' ...' if len(self.paths) > 3 else ''}"
+
+  def damaged_at(self, offset: int) -> list[str]:
+    """The shards with a damaged record at byte `offset` (header or data start).
+
+    tf.data names a corrupt record by its offset alone; this checks the record
+    there in each shard that has one, to name the damaged file.
+    """
+    damaged = []
+    for path in self.paths:
+      try:
+        record = next(((start, length) for start, length in _records(path)
+                       if offset in (start, start + _HEADER_BYTES)), None)
+      except ShardError:
+        damaged.append(path)
+        continue
+      if record is not None and not _data_intact(path, *record):
+        damaged.append(path)
+    return damaged
 
 
 def _tensor_specs(spec: Any) -> Any:
@@ -207,8 +239,11 @@ def numpy_batches(dataset: tf.data.Dataset, shards: TFRecordShards) -> Iterator[
     except StopIteration:
       return
     except (tf.errors.DataLossError, tf.errors.NotFoundError) as error:
-      failure = ShardError(f"a TFRecord shard is missing, truncated or corrupt (one of {len(shards.paths)}: "
-                           f"{shards.describe()}): {_python_message(error)}")
+      message = _python_message(error)
+      offset = re.search(r" at (\d+)", message)
+      damaged = shards.damaged_at(int(offset.group(1))) if offset else []
+      where = ", ".join(damaged) if damaged else f"one of {len(shards.paths)}: {shards.describe()}"
+      failure = ShardError(f"a TFRecord shard is missing, truncated or corrupt ({where}): {message}")
     except tf.errors.OpError as error:  # raised by the preprocessing inside tf.numpy_function
       failure = RecordError(_python_message(error))
     if failure is not None:
