@@ -7,7 +7,7 @@ Measures, in one run, on synthetic builds written to a temporary directory
 over t = 8 s, 224 crops, 800 x 128 log-mel with SpecAugment). The one-thread
 loops are timed in CPU time of their thread (on a shared machine, wall time
 also counts the time other jobs hold the core), interleaved with each other,
-best of 3 rounds after a warm-up round:
+best of 6 rounds after a warm-up round:
 
 1. The floor: decoding with Pillow exactly the 8 JPEG frames each example
    uses (same records, same window starts), examples/s on one thread.
@@ -47,7 +47,7 @@ def _rate(count: int, seconds: float) -> float:
   return count / max(seconds, 1e-9)
 
 
-def _interleaved_best(timed: dict, rounds: int = 4) -> dict:
+def _interleaved_best(timed: dict, rounds: int = 7) -> dict:
   """Best seconds of each loop over rounds that run every loop once (the first round warms up)."""
   best = {name: float("inf") for name in timed}
   for round_index in range(rounds):

@@ -53,6 +53,13 @@ def _whole(serialized: Serialized) -> bytes:
   return serialized.full_bytes() if isinstance(serialized, MappedRecord) else serialized
 
 
+def _head_reader(buffer: Serialized):
+  """(offset, size) -> up to `size` bytes from `offset`: the cheapest way to peek into `buffer`."""
+  if isinstance(buffer, MappedRecord):
+    return buffer.head
+  return lambda offset, size: buffer[offset:offset + size]
+
+
 def _decode_varint(window: bytes, index: int) -> tuple[int, int]:
   """(value, index after it) of the varint at `index` of `window`."""
   value = shift = 0
@@ -72,10 +79,11 @@ def _fields(buffer: Serialized, start: int, end: int):
   For varints the value itself is returned as the start (end is None).
   """
   position = start
+  head = _head_reader(buffer)
   while position < end:
-    # One slice holds a field's key and length (or value): on a mapped record
-    # every slice is a call.
-    window = buffer[position:min(position + _HEAD_BYTES, end)]
+    # One read holds a field's key and length (or value): on a mapped record
+    # every read is a call.
+    window = head(position, min(_HEAD_BYTES, end - position))
     key, index = _decode_varint(window, 0)
     number, wire_type = key >> 3, key & 7
     if wire_type == _LEN:
@@ -103,8 +111,9 @@ def _fields(buffer: Serialized, start: int, end: int):
 def _feature_spans(buffer: Serialized, start: int, end: int) -> list[tuple[int, int]]:
   """Spans of the `feature` entries (field 1) of a FeatureList: the scan's hot loop, kept tight."""
   spans, position = [], start
+  head = _head_reader(buffer)
   while position < end:
-    window = buffer[position:min(position + _HEAD_BYTES, end)]
+    window = head(position, min(_HEAD_BYTES, end - position))
     if window[:1] != _FEATURE_TAG:
       raise WireFormatError("a feature list holds something other than features")
     first, second, third = window[1:4] if len(window) >= 4 else (0x80, 0x80, 0x80)

@@ -133,6 +133,22 @@ class MappedRecord:
       raise IndexError(f"offset {index} outside a record of {self.size} bytes")
     return self._read(index, index + 1)[0]
 
+  def head(self, offset: int, size: int) -> bytes:
+    """Up to `size` bytes from `offset` (fewer at the record's end): the protobuf scan's hot call."""
+    end = min(offset + size, self.size)
+    if self._pages is None and 0 <= offset < end:
+      start = self._start
+      within_first = _BLOCK - start % _BLOCK
+      if offset < within_first:
+        physical = start + offset
+      else:
+        blocks, within = divmod(offset - within_first, _USABLE)
+        physical = (start // _BLOCK + 1 + blocks) * _BLOCK + _BLOCK_HEADER + within
+      if physical % _BLOCK + end - offset <= _BLOCK:
+        self.used_bytes += end - offset
+        return self._map[physical:physical + end - offset]
+    return self._read(offset, end)
+
   def floats(self, offset: int, count: int) -> np.ndarray:
     """`count` little-endian float32 values from `offset`."""
     return np.frombuffer(self._read(offset, offset + 4 * count), "<f4", count=count)

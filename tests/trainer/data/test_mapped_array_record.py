@@ -35,6 +35,7 @@ def test_every_record_and_slice_reads_as_the_library_reads_it(shard):
       begin = int(rng.integers(0, len(payload) + 1))
       end = int(rng.integers(begin, len(payload) + 1))
       assert record[begin:end] == payload[begin:end]
+      assert record.head(begin, 20) == payload[begin:begin + 20]
     if len(payload) >= 8:
       assert record[len(payload) - 1] == payload[-1]
       np.testing.assert_array_equal(record.floats(4, (len(payload) - 4) // 4),
