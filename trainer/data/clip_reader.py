@@ -38,7 +38,7 @@ _STEP_BYTES = contract.MELSPEC_STEP_FLOATS * 4
 # A field's key and length varints: at most 10 bytes each.
 _HEAD_BYTES = 20
 # Field 1 (FeatureList.feature), length-delimited.
-_FEATURE_TAG = bytes([1 << 3 | 2])
+_FEATURE_TAG = 1 << 3 | 2
 
 # A serialized record: its bytes, or a view of them in a mapped shard file.
 Serialized = Union[bytes, MappedRecord]
@@ -109,15 +109,25 @@ def _fields(buffer: Serialized, start: int, end: int):
 
 
 def _feature_spans(buffer: Serialized, start: int, end: int) -> list[tuple[int, int]]:
-  """Spans of the `feature` entries (field 1) of a FeatureList: the scan's hot loop, kept tight."""
+  """Spans of the `feature` entries (field 1) of a FeatureList: the scan's hot loop, kept tight.
+
+  Each entry is a tag byte, a length varint and the Feature; lengths below
+  2 MiB (every frame) are decoded inline, longer ones by the general decoder.
+  Bytes are indexed in place (no slice per entry); a mapped record is read
+  through head(), 20 bytes per entry.
+  """
   spans, position = [], start
+  in_memory = not isinstance(buffer, MappedRecord)
   head = _head_reader(buffer)
   while position < end:
-    window = head(position, min(_HEAD_BYTES, end - position))
-    if window[:1] != _FEATURE_TAG:
+    if in_memory and position + 4 <= end:
+      window, at = buffer, position
+    else:
+      window, at = head(position, min(_HEAD_BYTES, end - position)), 0
+    if window[at] != _FEATURE_TAG:
       raise WireFormatError("a feature list holds something other than features")
-    first, second, third = window[1:4] if len(window) >= 4 else (0x80, 0x80, 0x80)
-    # Lengths below 2 MiB (every frame) inline; longer ones through the general decoder.
+    first, second, third = (window[at + 1], window[at + 2], window[at + 3]) if len(window) >= at + 4 else (
+        0x80, 0x80, 0x80)
     if first < 0x80:
       length, index = first, 2
     elif second < 0x80:
@@ -125,7 +135,7 @@ def _feature_spans(buffer: Serialized, start: int, end: int) -> list[tuple[int, 
     elif third < 0x80:
       length, index = (first & 0x7F) | (second & 0x7F) << 7 | third << 14, 4
     else:
-      length, index = _decode_varint(window, 1)
+      length, index = _decode_varint(head(position, min(_HEAD_BYTES, end - position)), 1)
     begin = position + index
     position = begin + length
     if position > end:

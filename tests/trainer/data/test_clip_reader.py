@@ -94,7 +94,8 @@ def test_truncated_and_foreign_records_are_refused():
     clip_reader.parse_clip(_serialized(schema_version=contract.SCHEMA_VERSION + 1))
 
 
-def test_the_feature_list_scan_reads_lengths_of_every_varint_size():
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_feature_list_scan_reads_lengths_of_every_varint_size(as_source, source):
   def feature(length: int) -> bytes:  # field 1, length-delimited, `length` bytes of payload
     varint = bytearray()
     while True:
@@ -106,7 +107,9 @@ def test_the_feature_list_scan_reads_lengths_of_every_varint_size():
 
   lengths = [0, 1, 127, 128, 16383, 16384, 40_000, 2**21 - 1, 2**21, 0, 1]
   message = b"".join(feature(n) for n in lengths)
-  spans = clip_reader._feature_spans(message, 0, len(message))
+  # Bytes after the list belong to the next field: the scan must stop at `end`.
+  buffer = as_source(b"\x0a\x05" + message + b"\x0a\x7f\x7f", source)
+  spans = clip_reader._feature_spans(buffer, 2, 2 + len(message))
   assert [end - start for start, end in spans] == lengths
   with pytest.raises(clip_reader.WireFormatError):
-    clip_reader._feature_spans(message[:-1], 0, len(message) - 1)
+    clip_reader._feature_spans(buffer, 2, 1 + len(message))
