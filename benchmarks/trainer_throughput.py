@@ -86,13 +86,14 @@ def _frame_granular_copy(path: str, records: list, prep) -> tuple[list, object]:
 
 
 def measure_pipeline(root: str, clips: int, examples: int) -> dict:
+  from shared import layout
   from trainer.data import clip_reader, grain_input, manifest as manifest_lib, preprocess, sampling, synthetic, tfdata_input
 
   directory = os.path.join(root, "paper_like")
   synthetic.write_synthetic_build(directory, num_clips=clips, seconds=10.0, frame_size=(340, 256), texture=True,
                                   num_shards=2)
   manifest = manifest_lib.read_manifest(directory)
-  paths = manifest.shard_paths(manifest_lib.ARRAYRECORD)
+  paths = manifest.shard_paths(layout.ARRAYRECORD)
   source = grain_input.ArrayRecordShards(paths)  # the default: verified once, then mapped
   verified = grain_input.ArrayRecordShards(paths, verify_every_read=True)
   prep = preprocess.ClipPreprocessor(
@@ -169,7 +170,7 @@ def measure_pipeline(root: str, clips: int, examples: int) -> dict:
     next(iterator)
   grain_rate = _rate(batches * 8, time.perf_counter() - began)
 
-  shards = tfdata_input.TFRecordShards(manifest.shard_paths(manifest_lib.TFRECORD))
+  shards = tfdata_input.TFRecordShards(manifest.shard_paths(layout.TFRECORD))
   tf_batches = tfdata_input.numpy_batches(tfdata_input.train_dataset(
       shards, prep, batch_size=8, seed=0, parallel_calls=cores), shards)
   next(tf_batches)

@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import numpy as np
 import pytest
 
+from shared import layout
 from trainer import evaluate
 from trainer.data import synthetic
 
@@ -87,7 +88,7 @@ def _logged_losses(workdir: str) -> dict[int, float]:
 
 def test_two_processes_resume_after_a_kill_and_match_one_process(tmp_path):
   build, cache = str(tmp_path / "build"), str(tmp_path / "jax_cache")
-  synthetic.write_synthetic_build(build, num_clips=24, seconds=1.0, formats=("arrayrecord",))
+  synthetic.write_synthetic_build(build, num_clips=24, seconds=1.0, formats=(layout.ARRAYRECORD,))
   two, one = str(tmp_path / "two_processes"), str(tmp_path / "one_process")
   env = _environment(cache, DEVICES // 2)
 

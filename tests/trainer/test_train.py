@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from shared import layout
 from trainer import evaluate, train
 from trainer.configs import tiny
 from trainer.data import synthetic
@@ -160,7 +161,7 @@ def test_killed_process_resumes_to_the_same_parameters(builds, tmp_path, compila
 
 
 def test_tfdata_pipeline_trains_and_resumes_exactly(builds, tmp_path):
-  tfrecord = {"data.format": "tfrecord"}
+  tfrecord = {"data.format": layout.TFRECORD}
   reference = train.train_and_evaluate(_config(builds, **tfrecord), str(tmp_path / "a"))
   train.train_and_evaluate(_config(builds, **tfrecord, stop_after_steps=13), str(tmp_path / "b"))
   resumed = train.train_and_evaluate(_config(builds, **tfrecord), str(tmp_path / "b"))
@@ -196,7 +197,7 @@ def test_audioset_video_only_baseline_reports_map_and_per_class_ap(builds, tmp_p
 def test_a_data_error_ends_the_run_with_its_message_and_exit_status(tmp_path):
   """A corrupt TFRecord shard: a one-line message naming it, exit status 3, and no hang at exit."""
   build = tmp_path / "build"
-  synthetic.write_synthetic_build(str(build), num_clips=8, seconds=1.0, formats=("tfrecord",))
+  synthetic.write_synthetic_build(str(build), num_clips=8, seconds=1.0, formats=(layout.TFRECORD,))
   shard = sorted(build.glob("*-of-*"))[0]
   data = bytearray(shard.read_bytes())
   data[len(data) // 2] ^= 0xFF  # inside a record's data: only its CRC can tell

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import ml_collections
 
-from shared import contract, files
+from shared import contract, files, layout
 from shared.records import RecordError
 from trainer.data import grain_input, manifest as manifest_lib, preprocess, sampling, tfdata_input
 
@@ -113,12 +113,12 @@ def open_shards(manifest: manifest_lib.BuildManifest, file_format: str, verify_e
     ShardError: a shard is missing or damaged, or the shards hold another
       number of records than the manifest says were written.
   """
-  if file_format == manifest_lib.ARRAYRECORD:
-    shards = grain_input.ArrayRecordShards(manifest.shard_paths(manifest_lib.ARRAYRECORD), verify_every_read)
-  elif file_format == manifest_lib.TFRECORD:
-    shards = tfdata_input.TFRecordShards(manifest.shard_paths(manifest_lib.TFRECORD))
+  if file_format == layout.ARRAYRECORD:
+    shards = grain_input.ArrayRecordShards(manifest.shard_paths(layout.ARRAYRECORD), verify_every_read)
+  elif file_format == layout.TFRECORD:
+    shards = tfdata_input.TFRecordShards(manifest.shard_paths(layout.TFRECORD))
   else:
-    raise ConfigError(f"config.data.format must be 'arrayrecord' or 'tfrecord', got {file_format!r}")
+    raise ConfigError(f"config.data.format must be one of {layout.FORMATS}, got {file_format!r}")
   if manifest.num_records != len(shards):
     raise grain_input.ShardError(f"{manifest.directory}: manifest counts {manifest.num_records} records, "
                                  f"the {file_format} shards hold {len(shards)}")
@@ -145,7 +145,7 @@ class TrainInput:
     self.grain_iterator = None
     shards = open_shards(self.manifest, data.format, data.get("verify_every_read", False))
     self.num_records = len(shards)
-    if data.format == manifest_lib.ARRAYRECORD:
+    if data.format == layout.ARRAYRECORD:
       dataset = grain_input.train_dataset(
           shards, self.preprocessor, batch_size=local_batch_size, seed=config.seed, process_index=process_index,
           process_count=process_count, read_threads=data.read_threads, worker_count=data.worker_count)
@@ -175,7 +175,7 @@ def test_batches(config: ml_collections.ConfigDict, directory: str, *, local_bat
   manifest = manifest_lib.read_manifest(files.absolute(directory))
   preprocessor = make_preprocessor(config, manifest)
   shards = open_shards(manifest, data.format, data.get("verify_every_read", False))
-  if data.format == manifest_lib.ARRAYRECORD:
+  if data.format == layout.ARRAYRECORD:
     dataset = grain_input.test_dataset(shards, preprocessor, batch_size=local_batch_size,
                                        process_index=process_index, process_count=process_count,
                                        read_threads=data.read_threads, worker_count=data.worker_count)

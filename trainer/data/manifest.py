@@ -19,7 +19,7 @@ import dataclasses
 from typing import Any, Mapping, Optional
 
 from shared import contract
-from shared.layout import ARRAYRECORD, FORMATS, TFRECORD, BuildLayout  # noqa: F401 (the formats, for callers)
+from shared.layout import FORMATS, BuildLayout
 from shared.manifest import Manifest, ManifestError
 from shared.manifest import read_manifest as read_manifest_file
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from shared import contract, records
+from shared import contract, layout, records
 from shared.media import decode, generator, logmel
 from trainer.data import grain_input, manifest as manifest_lib, preprocess, sampling, synthetic, tfdata_input
 
@@ -38,10 +38,10 @@ def test_audio_only_clips_batch_like_the_others_in_grain_and_tf_data(build):
       window=sampling.WindowSpec.paper(1.28, 4), modalities=("rgb", "spectrogram"), label_kind=preprocess.ONE_HOT,
       num_classes=4, melspec_mean=build.melspec_mean, melspec_std=build.melspec_std, crop_size=32, min_resize=48,
       num_test_crops=2, seed=3)
-  source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
+  source = grain_input.ArrayRecordShards(build.shard_paths(layout.ARRAYRECORD))
   assert records.decode(source[1]).has_video is False
   [grain_batch] = list(grain_input.test_dataset(source, prep, batch_size=3, read_threads=1))
-  shards = tfdata_input.TFRecordShards(build.shard_paths("tfrecord"))
+  shards = tfdata_input.TFRecordShards(build.shard_paths(layout.TFRECORD))
   [tf_batch] = list(tfdata_input.numpy_batches(tfdata_input.test_dataset(shards, prep, batch_size=3), shards))
   for batch in (grain_batch, tf_batch):
     rgb, spectrogram = batch["inputs"]["rgb"], batch["inputs"]["spectrogram"]

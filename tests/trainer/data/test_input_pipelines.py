@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from shared import contract, records
+from shared import contract, layout, records
 from trainer.data import (grain_input, input_pipeline, manifest as manifest_lib, preprocess, sampling, synthetic,
                           tfdata_input)
 
@@ -38,7 +38,7 @@ def _take(iterator, count):
 
 
 def test_grain_batches_cover_each_epoch_once_and_reshuffle(build, prep):
-  source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
+  source = grain_input.ArrayRecordShards(build.shard_paths(layout.ARRAYRECORD))
   batches = _take(iter(grain_input.train_dataset(source, prep, batch_size=2, seed=0, read_threads=2)), 6)
   assert batches[0]["inputs"]["rgb"].shape == (2, 4, 32, 32, 3)
   assert batches[0]["inputs"]["spectrogram"].shape == (2, 128, 128)
@@ -51,7 +51,7 @@ def test_grain_batches_cover_each_epoch_once_and_reshuffle(build, prep):
 
 def test_hosts_read_their_own_rows_of_the_one_host_global_batches(build, prep):
   """Two hosts with local batch 2 make, row for row, the batches of one host with batch 4."""
-  source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
+  source = grain_input.ArrayRecordShards(build.shard_paths(layout.ARRAYRECORD))
   one_host = _take(iter(grain_input.train_dataset(source, prep, batch_size=4, seed=0, read_threads=1)), 4)
   hosts = [_take(iter(grain_input.train_dataset(source, prep, batch_size=2, seed=0, process_index=host,
                                                 process_count=2, read_threads=1)), 4) for host in range(2)]
@@ -65,8 +65,8 @@ def test_hosts_read_their_own_rows_of_the_one_host_global_batches(build, prep):
 def test_records_are_verified_by_the_library_once_then_read_in_place(build, prep):
   from trainer.data.mapped_array_record import MappedRecord
 
-  source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
-  checked = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"), verify_every_read=True)
+  source = grain_input.ArrayRecordShards(build.shard_paths(layout.ARRAYRECORD))
+  checked = grain_input.ArrayRecordShards(build.shard_paths(layout.ARRAYRECORD), verify_every_read=True)
   for record_id in range(NUM_CLIPS):
     first, second = source[record_id], source[record_id]
     assert isinstance(first, bytes) and isinstance(second, MappedRecord)
@@ -76,7 +76,7 @@ def test_records_are_verified_by_the_library_once_then_read_in_place(build, prep
 
 
 def test_grain_resume_reproduces_the_same_batches(build, prep):
-  source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
+  source = grain_input.ArrayRecordShards(build.shard_paths(layout.ARRAYRECORD))
   dataset = grain_input.train_dataset(source, prep, batch_size=2, seed=5, read_threads=2)
   iterator = iter(dataset)
   _take(iterator, 2)
@@ -88,7 +88,7 @@ def test_grain_resume_reproduces_the_same_batches(build, prep):
 
 
 def test_grain_worker_processes_give_the_same_batches(build, prep):
-  source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
+  source = grain_input.ArrayRecordShards(build.shard_paths(layout.ARRAYRECORD))
   in_process = _take(iter(grain_input.train_dataset(source, prep, batch_size=2, seed=1, read_threads=1)), 3)
   workers = iter(grain_input.train_dataset(source, prep, batch_size=2, seed=1, read_threads=1, worker_count=1))
   try:
@@ -98,8 +98,8 @@ def test_grain_worker_processes_give_the_same_batches(build, prep):
 
 
 def test_tfdata_and_grain_make_identical_examples(build, prep):
-  source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
-  shards = tfdata_input.TFRecordShards(build.shard_paths("tfrecord"))
+  source = grain_input.ArrayRecordShards(build.shard_paths(layout.ARRAYRECORD))
+  shards = tfdata_input.TFRecordShards(build.shard_paths(layout.TFRECORD))
   grain_test = list(grain_input.test_dataset(source, prep, batch_size=4, read_threads=2))
   tf_test = list(tfdata_input.numpy_batches(tfdata_input.test_dataset(shards, prep, batch_size=4), shards))
   assert len(grain_test) == len(tf_test) == 2
@@ -116,7 +116,7 @@ def test_tfdata_and_grain_make_identical_examples(build, prep):
 
 
 def test_tfdata_resume_skips_consumed_batches(build, prep):
-  shards = tfdata_input.TFRecordShards(build.shard_paths("tfrecord"))
+  shards = tfdata_input.TFRecordShards(build.shard_paths(layout.TFRECORD))
   full = list(tfdata_input.numpy_batches(tfdata_input.train_dataset(
       shards, prep, batch_size=2, seed=3).take(5), shards))
   resumed = list(tfdata_input.numpy_batches(tfdata_input.train_dataset(
@@ -125,7 +125,7 @@ def test_tfdata_resume_skips_consumed_batches(build, prep):
 
 
 def test_test_pass_pads_hosts_to_equal_batch_counts(build, prep):
-  source = grain_input.ArrayRecordShards(build.shard_paths("arrayrecord"))
+  source = grain_input.ArrayRecordShards(build.shard_paths(layout.ARRAYRECORD))
   masks, indices = [], []
   for host in range(4):  # 6 records over 4 hosts: 2, 2, 1, 1 real
     batches = list(grain_input.test_dataset(source, prep, batch_size=2, process_index=host, process_count=4))
@@ -139,7 +139,7 @@ def test_test_pass_pads_hosts_to_equal_batch_counts(build, prep):
 # Bad shards.
 # ---------------------------------------------------------------------------
 def test_truncated_array_record_shard_is_named(build, tmp_path):
-  good, second = build.shard_paths("arrayrecord")
+  good, second = build.shard_paths(layout.ARRAYRECORD)
   truncated = tmp_path / os.path.basename(second)
   data = open(second, "rb").read()
   truncated.write_bytes(data[: len(data) // 2])
@@ -168,7 +168,7 @@ def _record_offsets(path: str) -> list[int]:
 
 
 def test_damaged_tfrecord_shards_are_refused_when_opened_naming_shard_and_byte(build, tmp_path):
-  path = build.shard_paths("tfrecord")[1]
+  path = build.shard_paths(layout.TFRECORD)[1]
   second = _record_offsets(path)[1]
   length_flipped = _damaged_copy(tmp_path, path, lambda d: d.__setitem__(second + 2, d[second + 2] ^ 0x10))
   with pytest.raises(grain_input.ShardError, match=rf"{os.path.basename(path)}: corrupt length field of record 1 "
@@ -182,15 +182,15 @@ def test_damaged_tfrecord_shards_are_refused_when_opened_naming_shard_and_byte(b
 
 
 def test_a_flipped_data_byte_stops_the_tfdata_pipeline_with_a_shard_error(build, prep, tmp_path):
-  path = build.shard_paths("tfrecord")[0]
+  path = build.shard_paths(layout.TFRECORD)[0]
   flipped = _damaged_copy(tmp_path, path, lambda d: d.__setitem__(len(d) // 2, d[len(d) // 2] ^ 0xFF))
-  intact = build.shard_paths("tfrecord")[1]
+  intact = build.shard_paths(layout.TFRECORD)[1]
   shards = tfdata_input.TFRecordShards([intact, flipped])  # the headers are intact
   with pytest.raises(grain_input.ShardError, match=rf"truncated or corrupt \({flipped}\): corrupted record"):
     list(tfdata_input.numpy_batches(tfdata_input.test_dataset(shards, prep, batch_size=2), shards))
 
 
-@pytest.mark.parametrize("file_format", ["tfrecord", "arrayrecord"])
+@pytest.mark.parametrize("file_format", [layout.TFRECORD, layout.ARRAYRECORD])
 def test_shards_holding_fewer_records_than_the_manifest_are_refused(build, tmp_path, file_format):
   """A build that lost records must not train silently, whichever format is read."""
   import json
@@ -201,7 +201,7 @@ def test_shards_holding_fewer_records_than_the_manifest_are_refused(build, tmp_p
   first = str(directory / os.path.basename(build.shard_paths(file_format)[0]))
   kept = records.read_tfrecord(first.removesuffix(records.ARRAY_RECORD_SUFFIX))
   kept = list(kept)[:-1]
-  if file_format == "tfrecord":
+  if file_format == layout.TFRECORD:
     records.write_tfrecord(first, kept)
   else:
     records.write_array_record(first, kept)

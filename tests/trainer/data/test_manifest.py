@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from shared import contract
+from shared import contract, layout
 from trainer.configs import tiny
 from trainer.data import input_pipeline, manifest as manifest_lib, synthetic
 
@@ -31,10 +31,10 @@ def test_reads_a_build(build):
   manifest = manifest_lib.read_manifest(build)
   assert manifest.dataset == "vggsound" and manifest.split == "train" and manifest.num_records == 4
   assert len(manifest.label_map) == 4 and manifest.melspec_std > 0
-  paths = manifest.shard_paths("arrayrecord")
+  paths = manifest.shard_paths(layout.ARRAYRECORD)
   assert [p.rsplit("/", 1)[1] for p in paths] == ["vggsound-train-00000-of-00002.array_record",
                                                    "vggsound-train-00001-of-00002.array_record"]
-  assert manifest.shard_paths("tfrecord")[0].endswith("vggsound-train-00000-of-00002")
+  assert manifest.shard_paths(layout.TFRECORD)[0].endswith("vggsound-train-00000-of-00002")
 
 
 def test_contract_mismatch_names_every_parameter(build, tmp_path):
@@ -62,9 +62,9 @@ def test_missing_keys_and_missing_manifest(build, tmp_path):
 
 
 def test_a_format_the_build_lacks(tmp_path):
-  synthetic.write_synthetic_build(str(tmp_path), num_clips=2, seconds=1.0, num_shards=1, formats=("tfrecord",))
+  synthetic.write_synthetic_build(str(tmp_path), num_clips=2, seconds=1.0, num_shards=1, formats=(layout.TFRECORD,))
   with pytest.raises(manifest_lib.ManifestError, match="no arrayrecord shards"):
-    manifest_lib.read_manifest(str(tmp_path)).shard_paths("arrayrecord")
+    manifest_lib.read_manifest(str(tmp_path)).shard_paths(layout.ARRAYRECORD)
 
 
 def test_the_config_must_fit_the_build(build):
