@@ -64,7 +64,7 @@ def _frame_granular_copy(path: str, records: list, prep) -> tuple[list, object]:
   Returns (per clip: (first record id, frame count), an ArrayRecordReader of the copy).
   """
   from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
-  from shared import example_proto
+  from shared import contract, example_proto
   from trainer.data import clip_reader
 
   writer = ArrayRecordWriter(path, "group_size:1,uncompressed")
@@ -75,7 +75,7 @@ def _frame_granular_copy(path: str, records: list, prep) -> tuple[list, object]:
     example.ParseFromString(serialized)
     parts = [example.context.SerializeToString()]
     parts += [clip.jpeg(k) for k in range(clip.num_frames)]
-    steps = example.feature_lists.feature_list["melspec/feature/floats"].feature
+    steps = example.feature_lists.feature_list[contract.MELSPEC_KEY].feature
     parts += [step.SerializeToString() for step in steps]
     for part in parts:
       writer.write(part)
