@@ -184,6 +184,16 @@ def match_sizes(pattern: str) -> list[tuple[str, int]]:
   return [(path, os.path.getsize(path)) for path in match(pattern)]
 
 
+def size(path: str) -> int:
+  """A file's size in bytes (FileNotFoundError if there is none)."""
+  if is_remote(path):
+    found = [metadata for metadata in match_sizes(path) if metadata[0] == path]
+    if not found:
+      raise FileNotFoundError(path)
+    return found[0][1]
+  return os.path.getsize(_local(path))
+
+
 def is_directory(path: str) -> bool:
   """Whether `path` is a directory; on an object store, whether any object lies under it."""
   if not is_remote(path):

@@ -1,11 +1,26 @@
 """A Google Cloud Storage emulator on 127.0.0.1, for gs:// paths without the network.
 
 Runs ``gcp-storage-emulator`` (from PyPI, the test extra) in memory and points
-the Google Cloud Storage client at it through ``STORAGE_EMULATOR_HOST``, which
-Beam's ``FileSystems`` honours (``tf.io.gfile`` does not: it always goes to the
-real endpoint). Beam's client connects anonymously, as the emulator takes no
-credentials (:func:`configure_beam_without_credentials`); child processes
-inherit the emulator's address and call that function themselves.
+at it every client that can be pointed elsewhere than the real endpoint:
+
+* ``STORAGE_EMULATOR_HOST``: the Google Cloud Storage client, under Beam's
+  ``FileSystems`` (and so ``shared.files``), and gcsfs;
+* ``TENSORSTORE_GCS_HTTP_URL``: TensorStore, where orbax writes arrays;
+* ``EPATH_USE_TF=false``: etils' paths, where orbax writes its metadata, take
+  gcsfs instead of TensorFlow's GCS client.
+
+TensorFlow's own GCS client (``tf.io.gfile``, ``tf.data`` readers, the
+summary writer) has no such setting: it always goes to the real endpoint.
+Beam's client connects anonymously, as the emulator takes no credentials
+(:func:`configure_beam_without_credentials`); child processes inherit the
+environment and call that function themselves.
+
+The emulator runs in a process of its own (``python -m
+testsupport.gcs_emulator``) with one thing added that real GCS does and the
+emulator does not: a media download says the object's generation in an
+``x-goog-generation`` header. TensorStore takes a read's generation from it
+and writes orbax's OCDBT manifest on the condition that it is unchanged;
+without the header that condition is malformed and the checkpoint fails.
 
     with GcsEmulator(bucket="mbt") as emulator:
       files.write_bytes("gs://mbt/a/b", b"...")
@@ -14,7 +29,6 @@ inherit the emulator's address and call that function themselves.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +36,8 @@ import time
 from typing import Optional
 
 ENV_VAR = "STORAGE_EMULATOR_HOST"
+TENSORSTORE_ENV_VAR = "TENSORSTORE_GCS_HTTP_URL"
+EPATH_ENV_VAR = "EPATH_USE_TF"
 
 
 class EmulatorError(RuntimeError):
@@ -63,16 +79,16 @@ class GcsEmulator:
     self.host: Optional[str] = None
     self._start_timeout_s = start_timeout_s
     self._process: Optional[subprocess.Popen] = None
-    self._previous_env: Optional[str] = None
+    self._previous_env: dict[str, Optional[str]] = {}
 
   def __enter__(self) -> "GcsEmulator":
-    executable = shutil.which("gcp-storage-emulator", path=os.path.dirname(sys.executable) + os.pathsep +
-                              os.environ.get("PATH", ""))
-    if executable is None:
-      raise EmulatorError("gcp-storage-emulator is not installed: python -m pip install -e '.[test]'")
+    try:
+      import gcp_storage_emulator  # noqa: F401  (only whether it is installed)
+    except ImportError:
+      raise EmulatorError("gcp-storage-emulator is not installed: python -m pip install -e '.[test]'") from None
     port = _free_port()
     self._process = subprocess.Popen(
-        [executable, "start", "--host=127.0.0.1", f"--port={port}", "--in-memory", f"--default-bucket={self.bucket}"],
+        [sys.executable, "-m", "testsupport.gcs_emulator", f"--port={port}", f"--bucket={self.bucket}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + self._start_timeout_s
     while True:
@@ -85,8 +101,9 @@ class GcsEmulator:
           raise EmulatorError(f"gcp-storage-emulator did not start on port {port}") from None
         time.sleep(0.1)
     self.host = f"http://127.0.0.1:{port}"
-    self._previous_env = os.environ.get(ENV_VAR)
-    os.environ[ENV_VAR] = self.host
+    settings = {ENV_VAR: self.host, TENSORSTORE_ENV_VAR: self.host, EPATH_ENV_VAR: "false"}
+    self._previous_env = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     configure_beam_without_credentials()
     return self
 
@@ -98,12 +115,43 @@ class GcsEmulator:
       except subprocess.TimeoutExpired:
         self._process.kill()
       self._process = None
-    if self.host is not None:
-      if self._previous_env is None:
-        os.environ.pop(ENV_VAR, None)
+    for name, previous in self._previous_env.items():
+      if previous is None:
+        os.environ.pop(name, None)
       else:
-        os.environ[ENV_VAR] = self._previous_env
+        os.environ[name] = previous
+    self._previous_env = {}
 
   def url(self, *parts: str) -> str:
     """gs://BUCKET/parts..."""
     return "/".join([f"gs://{self.bucket}", *parts])
+
+
+def _serve(port: int, bucket: str) -> None:
+  """Runs the emulator in memory on 127.0.0.1:`port`, downloads saying their generation as GCS does."""
+  from gcp_storage_emulator.handlers import objects
+
+  def download_with_generation(request, response, storage, *args, **kwargs):
+    download(request, response, storage, *args, **kwargs)
+    try:
+      found = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+    except Exception:  # pylint: disable=broad-except  (not found: the response says so already)
+      return
+    response["x-goog-generation"] = str(found["generation"])
+    response["x-goog-metageneration"] = str(found.get("metageneration", "1"))
+
+  download = objects.download
+  objects.download = download_with_generation
+  from gcp_storage_emulator.server import create_server  # its routes take objects.download as it is now
+
+  create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket).run()
+
+
+if __name__ == "__main__":
+  import argparse
+
+  parser = argparse.ArgumentParser(description="A GCS emulator on 127.0.0.1 (gcp-storage-emulator, in memory).")
+  parser.add_argument("--port", type=int, required=True)
+  parser.add_argument("--bucket", required=True, help="the bucket it creates")
+  arguments = parser.parse_args()
+  _serve(arguments.port, arguments.bucket)

@@ -66,6 +66,9 @@ def test_match_list_delete_and_local_copy(tmp_path):
     files.delete(str(tmp_path / "a.jsonl"), missing_ok=False)
   with files.local_copy("file://" + str(tmp_path / "b.jsonl")) as local:
     assert open(local, "rb").read() == b"b.jsonl"
+  assert files.size(str(tmp_path / "b.jsonl")) == len(b"b.jsonl")
+  with pytest.raises(FileNotFoundError):
+    files.size(str(tmp_path / "absent.jsonl"))
 
 
 def test_upload_copies_atomically(tmp_path):
@@ -102,6 +105,10 @@ def test_gs_local_copy_and_upload(gcs, tmp_path):
   source = tmp_path / "local.bin"
   source.write_bytes(os.urandom(3 << 20))
   files.upload(str(source), gcs.url("copies", "blob.bin"))
+  files.upload(str(source), gcs.url("copies", "blob.bin.longer"))
+  assert files.size(gcs.url("copies", "blob.bin")) == 3 << 20  # not its neighbour's, which the name prefixes
+  with pytest.raises(FileNotFoundError):
+    files.size(gcs.url("copies", "blob"))
   with files.local_copy(gcs.url("copies", "blob.bin")) as local:
     assert open(local, "rb").read() == source.read_bytes()
   assert not os.path.exists(local)  # the download was temporary
