@@ -109,18 +109,9 @@ def summary_line(label_kind: str, result: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------
 # Results on disk.
 # ---------------------------------------------------------------------------
-def _write_text(path: str, text: str) -> None:
-  import tensorflow as tf
-
-  with tf.io.gfile.GFile(path, "w") as f:
-    f.write(text)
-
-
 def write_result(out_dir: str, step: int, result: Mapping[str, Any]) -> str:
   """step_XXXXXXXX.json (and the per-class AP CSV for multi-label); returns the JSON path."""
-  import tensorflow as tf
-
-  tf.io.gfile.makedirs(out_dir)
+  files.makedirs(out_dir)
   stem = files.join(out_dir, f"step_{step:08d}")
   payload = {"step": step, **result}
   per_class = payload.pop("per_class_ap", None)
@@ -130,23 +121,18 @@ def write_result(out_dir: str, step: int, result: Mapping[str, Any]) -> str:
     writer.writerow(["class", "average_precision"])
     for name, ap in per_class.items():
       writer.writerow([name, "" if ap is None else f"{ap:.6f}"])
-    _write_text(stem + "_per_class_ap.csv", buffer.getvalue())
+    files.write_bytes(stem + "_per_class_ap.csv", buffer.getvalue().encode())
     payload["per_class_ap_file"] = f"step_{step:08d}_per_class_ap.csv"
-  _write_text(stem + ".json", json.dumps(payload, indent=1))
+  files.write_bytes(stem + ".json", json.dumps(payload, indent=1).encode())
   return stem + ".json"
 
 
 def read_results(out_dir: str) -> list[dict]:
   """All step_*.json results of an output directory, by step."""
-  import tensorflow as tf
-
-  if not tf.io.gfile.exists(out_dir):
-    return []
   results = []
-  for name in tf.io.gfile.listdir(out_dir):
-    if re.fullmatch(r"step_\d+\.json", name):
-      with tf.io.gfile.GFile(files.join(out_dir, name)) as f:
-        results.append(json.load(f))
+  for path in files.list_files(out_dir, ".json"):
+    if re.fullmatch(r"step_\d+\.json", path.rstrip("/").rsplit("/", 1)[-1]):
+      results.append(files.read_json(path))
   return sorted(results, key=lambda r: r["step"])
 
 
@@ -171,10 +157,7 @@ def plot_results(results: list[dict], path: str, title: str) -> None:
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=100)
   plt.close(fig)
-  import tensorflow as tf
-
-  with tf.io.gfile.GFile(path, "wb") as f:
-    f.write(buffer.getvalue())
+  files.write_bytes(path, buffer.getvalue())
 
 
 # ---------------------------------------------------------------------------

@@ -51,12 +51,13 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 from shared import files
 from trainer import evaluate, losses
 from trainer.data import device_ops, input_pipeline, mixup as mixup_lib
 from trainer.models import build_model
+from trainer.tensorboard_log import TensorBoardLog
+
 
 # =============================================================================
 # 1. Setup.
@@ -239,13 +240,6 @@ def restore(manager: ocp.CheckpointManager, step: int, state: dict, train_input)
 # =============================================================================
 # 6. The loop.
 # =============================================================================
-def write_scalar(tag: str, value: float) -> None:
-  """A TensorBoard scalar through tf.summary.write: tf.summary.scalar needs the
-  tensorboard package, which tensorflow-cpu 2.21 no longer installs."""
-  metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-  tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata)
-
-
 class Progress:
   """Rates and ETA between two log points, and the share of time spent waiting for input."""
 
@@ -285,9 +279,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   except RuntimeError:
     pass  # TensorFlow was initialised earlier in this process
   if is_chief():
-    tf.io.gfile.makedirs(workdir)
-    with tf.io.gfile.GFile(files.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json(indent=1))
+    files.makedirs(workdir)
+    files.write_bytes(files.join(workdir, "config.json"), config.to_json(indent=1).encode())
 
   manager = checkpoint_manager(workdir, config)
   resume_step = manager.latest_step()
@@ -310,7 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       f"device(s), {jax.process_count()} host(s): {train_input.num_records} clips, steps {start_step}->{total_steps}, "
       f"warmup {warmup_steps}, batch {config.batch_size}")
 
-  writer = tf.summary.create_file_writer(files.join(workdir, "tensorboard")) if is_chief() else None
+  tensorboard = TensorBoardLog(files.join(workdir, "tensorboard")) if is_chief() else None
   progress = Progress(total_steps, config.batch_size, start_step)
   history, evaluations, test_step = [], [], None
   iterator = iter(train_input)
@@ -328,10 +321,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         text, rates = progress.line(done, metrics)
         say(text)
         history.append((done, {**metrics, **rates}))
-        if writer is not None:
-          with writer.as_default(step=done):
-            for name, value in {**metrics, **rates}.items():
-              write_scalar(f"train/{name}", value)
+        if tensorboard is not None:
+          tensorboard.scalars(done, {f"train/{name}": value for name, value in {**metrics, **rates}.items()})
 
       if done == total_steps or done % config.checkpoint_every_steps == 0:
         save(manager, done, state, train_input)
@@ -342,10 +333,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                      test_step)
         evaluations.append((done, results))
         say(f"eval at step {done}: {evaluate.summary_line(label_kind, results)}")
-        if writer is not None:
-          with writer.as_default(step=done):
-            for name, value in evaluate.scalar_metrics(results).items():
-              write_scalar(f"eval/{name}", value)
+        if tensorboard is not None:
+          tensorboard.scalars(done, {f"eval/{name}": value for name, value in evaluate.scalar_metrics(results).items()})
 
       if stopping:
         say(f"stopping after step {done} (config.stop_after_steps); resume with the same command")
@@ -356,8 +345,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     manager.wait_until_finished()
     manager.close()
     train_input.close()
-    if writer is not None:
-      writer.flush()
+    if tensorboard is not None:
+      tensorboard.close()
   return {"state": state, "history": history, "eval": evaluations}
 
 

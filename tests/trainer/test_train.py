@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from shared import layout
+from shared import files, layout
 from trainer import evaluate, train
 from trainer.configs import tiny
 from trainer.data import synthetic
@@ -120,6 +120,31 @@ def test_stopped_and_resumed_run_matches_the_uninterrupted_run_bitwise(uninterru
   resumed = train.train_and_evaluate(_config(builds), workdir)
   _assert_same_state(reference["state"], resumed["state"])
   assert [m["loss"] for s, m in resumed["history"]] == [m["loss"] for s, m in reference["history"] if s > 10]
+
+
+def test_a_gcs_workdir_holds_checkpoints_logs_and_results_and_resumes_bitwise(uninterrupted, builds, gcs):
+  """--workdir gs://... against the emulator: orbax (TensorStore and etils), TensorBoard, config, evaluation."""
+  import tensorflow as tf
+
+  _, reference = uninterrupted
+  workdir = gcs.url("runs", "tiny")
+  train.train_and_evaluate(_config(builds, stop_after_steps=15), workdir)
+  resumed = train.train_and_evaluate(_config(builds), workdir)
+  _assert_same_state(reference["state"], resumed["state"])
+  assert [m["loss"] for s, m in resumed["history"]] == [m["loss"] for s, m in reference["history"] if s > 10]
+  for step in (10, 20, 30, 40):
+    assert files.exists(files.join(workdir, "checkpoints", str(step), "_CHECKPOINT_METADATA"))
+  assert files.read_json(files.join(workdir, "config.json"))["total_steps"] == TOTAL_STEPS
+  events = files.list_files(files.join(workdir, "tensorboard"))
+  assert len(events) == 2  # one per run
+  steps = set()
+  for path in events:
+    with files.local_copy(path) as local:
+      steps |= {event.step for event in tf.compat.v1.train.summary_iterator(local) if event.summary.value}
+  assert steps == {5, 10, 15, 20, 25, 30, 35, 40}
+  results = evaluate.evaluate_checkpoints(_config(builds), workdir, steps="40")
+  assert files.read_json(files.join(workdir, "eval", "eval", "step_00000040.json"))["top1"] == results[-1]["top1"]
+  assert files.exists(files.join(workdir, "eval", "eval", "metrics.png"))
 
 
 def test_killed_process_resumes_to_the_same_parameters(builds, tmp_path, compilation_cache):

@@ -65,8 +65,14 @@ class ArrayRecordShards:
   bytes it needs (about a tenth of a 10 s clip's record for 8 frames). So
   every record is verified once per process before it is trusted, and the
   epochs after the first read at the JPEG-decoding floor. `verify_every_read`
-  keeps every read on the library (hash-checked, whole records); remote
-  (gs://) shards and other layouts always are.
+  keeps every read on the library (hash-checked, whole records); other
+  layouts always are.
+
+  Shards on gs:// are refused: the ArrayRecord library reads local files
+  only, and given a gs:// path it hangs instead of failing. Mount the bucket
+  with gcsfuse (trainer/launch_tpu.sh --mount_bucket) and name the mount's
+  path, or train from the TFRecord shards (config.data.format='tfrecord'),
+  which tf.data reads from gs:// directly.
 
   Attributes:
     paths: the shard files.
@@ -75,11 +81,15 @@ class ArrayRecordShards:
   """
 
   def __init__(self, paths: Sequence[str], verify_every_read: bool = False, track_pages: bool = False):
-    import tensorflow as tf
-
     self.paths = list(paths)
     self.verify_every_read, self.track_pages = verify_every_read, track_pages
-    missing = [p for p in self.paths if not tf.io.gfile.exists(p)]
+    remote = [p for p in self.paths if files.is_remote(p)]
+    if remote:
+      raise ShardError(
+          f"ArrayRecord shards cannot be read from {remote[0].split('://')[0]}:// (e.g. {remote[0]}): the ArrayRecord "
+          "library reads local files only. Mount the bucket (gcsfuse, or trainer/launch_tpu.sh --mount_bucket) and "
+          "pass the mount's path, or use config.data.format='tfrecord'")
+    missing = [p for p in self.paths if not files.exists(p)]
     if missing:
       raise ShardError(f"{len(missing)} ArrayRecord shard(s) missing, e.g. {missing[0]}")
     try:
@@ -123,7 +133,7 @@ class ArrayRecordShards:
         mapped = []
         for path, count in zip(self.paths, self._counts):
           try:
-            mapped.append(None if files.is_remote(path) else MappedArrayRecordFile(path, count))
+            mapped.append(MappedArrayRecordFile(path, count))
           except (LayoutError, OSError, ValueError):
             mapped.append(None)  # another layout, or not mappable: the library reads it
         self._mapped = mapped

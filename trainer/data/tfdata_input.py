@@ -60,7 +60,7 @@ def _records(path: str) -> Iterator[tuple[int, int]]:
     ShardError: a length field fails its CRC, or a record (or header) runs
       past the end of the file.
   """
-  size = tf.io.gfile.stat(path).length
+  size = files.size(path)
   count = offset = 0
   with files.open_read(path) as f:
     while offset < size:
@@ -106,7 +106,7 @@ class TFRecordShards:
 
   def __init__(self, paths: Sequence[str], max_threads: int = 16):
     self.paths = list(paths)
-    missing = [p for p in self.paths if not tf.io.gfile.exists(p)]
+    missing = [p for p in self.paths if not files.exists(p)]
     if missing:
       raise ShardError(f"{len(missing)} TFRecord shard(s) missing, e.g. {missing[0]}")
     # Remote shards cost a round trip per record: walk them side by side.

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from shared import files
 from trainer.models import config as model_config
 from trainer.models.rgb_tokenizer import central_frame_kernel
 
@@ -75,11 +76,7 @@ class VitInitReport:
 
 def load_vit_checkpoint(path: str) -> dict[str, np.ndarray]:
   """Reads a ViT `.npz` checkpoint from a local or gs:// path."""
-  import tensorflow as tf  # Only here: importing TensorFlow takes seconds.
-
-  with tf.io.gfile.GFile(path, "rb") as f:
-    data = f.read()
-  with np.load(io.BytesIO(data)) as npz:
+  with np.load(io.BytesIO(files.read_bytes(path))) as npz:
     return {name: npz[name] for name in npz.files}
 
 
