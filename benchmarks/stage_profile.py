@@ -44,13 +44,21 @@ TIMED = (
     ("shards: write TFRecord", "shared.records", "tfrecord_writer"),
     ("shards: write ArrayRecord", "shared.records", "array_record_writer"),
     ("shards: the rest (sort, remove staged)", "pipelines.shards", "_WriteShardFn.process"),
+    ("download: the downloader's set-up (plugins, extractor list)", "pipelines.download.downloader",
+     "ClipDownloader.__init__"),
+    ("Beam: bundle processors (DoFn set-up)", "apache_beam.runners.worker.bundle_processor",
+     "BundleProcessor.__init__"),
+    ("Beam: bundles, the rest (runtime, coders, our other steps)", "apache_beam.runners.worker.bundle_processor",
+     "BundleProcessor.process_bundle"),
+    ("Beam: instructions, the rest (control plane)", "apache_beam.runners.worker.sdk_worker",
+     "SdkWorker.do_instruction"),
 )
 # Of those, the ones that make a shard writer: a context manager yielding the function that writes a record.
 WRITER_FACTORIES = ("tfrecord_writer", "array_record_writer")
 # What /proc says on top of the timed stages.
 CHILDREN_STAGE = "download: ffmpeg section copy (child processes)"
 STARTUP_STAGE = "worker start-up (imports, until the first timed call)"
-UNTIMED_STAGE = "worker, untimed (Beam runtime, coders, other threads)"
+UNTIMED_STAGE = "worker, untimed (other threads: gRPC, logging, state)"
 LAUNCHER_STAGE = "launcher (plan, runner, shuffle)"
 MEDIA_CORE_STAGES = tuple(stage for stage, _, _ in TIMED if stage.startswith("features: ") and "rest" not in stage)
 
