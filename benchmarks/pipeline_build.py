@@ -18,12 +18,20 @@ would: the default DirectRunner, one worker process per core. Measured:
   small benchmark would otherwise spread over few clips.
 
 The overhead ratio is the build's CPU per additional clip over the media
-core's CPU per clip (goal <= 1.3x); what it adds is the download (yt-dlp,
-ffmpeg's section copy, the downloader's verifying decode), Beam and the
-shard writing.
+core's CPU per clip (goal <= 1.2x); what it adds is the download (yt-dlp,
+ffmpeg's section copy, the downloader's verification), Beam, staging and the
+shard writing. On a shared machine one measurement of it moves by 0.1x and
+more (the media core alone, measured at another moment than the builds, most
+of all): --repeats measures again and reports the median and the spread.
+
+--profile times the stages of the build's workers (benchmarks/stage_profile.py:
+the CPU time of each call, in the workers' own threads, plus what /proc says
+of the ffmpeg processes, the rest of each worker and the launcher) and prints
+the CPU per additional clip of each stage: where the overhead goes.
 
     python benchmarks/pipeline_build.py --help
     python benchmarks/pipeline_build.py --clips 24
+    python benchmarks/pipeline_build.py --content textured --profile --repeats 3
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,8 +51,12 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-GOAL_OVERHEAD_RATIO = 1.3
+import stage_profile  # noqa: E402  (benchmarks/, beside this file)
+
+GOAL_OVERHEAD_RATIO = 1.2
+UNRESOLVED_STAGE = "not resolved (the build's CPU less the above)"
 CLIP_SECONDS = 10  # VGGSound's clips
 CLIP_START = 1
 
@@ -78,11 +91,12 @@ def _descendants(root: int) -> list[int]:
 
 
 def _process_sample(pid: int):
-  """(cpu seconds, peak RSS MB, command line) of a live process, or None."""
+  """(cpu seconds, CPU seconds of waited-for children, peak RSS MB, command line) of a live process, or None."""
   try:
     with open(f"/proc/{pid}/stat") as stat:
       fields = stat.read().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
+    children_cpu = (int(fields[13]) + int(fields[14])) / _CLOCK_TICKS  # cutime + cstime
     peak = 0.0
     with open(f"/proc/{pid}/status") as status:
       for line in status:
@@ -90,7 +104,7 @@ def _process_sample(pid: int):
           peak = int(line.split()[1]) / 1024
     with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
       command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
-    return cpu, peak, command
+    return cpu, children_cpu, peak, command
   except (OSError, IndexError, ValueError):
     return None
 
@@ -119,9 +133,11 @@ class TreeWatcher:
         sample = _process_sample(pid)
         if sample is None:
           continue
-        cpu, peak, command = sample
-        seen = self.processes.setdefault(pid, {"cpu_s": 0.0, "peak_mb": 0.0, "command": command})
+        cpu, children_cpu, peak, command = sample
+        seen = self.processes.setdefault(pid, {"cpu_s": 0.0, "children_cpu_s": 0.0, "peak_mb": 0.0,
+                                               "command": command})
         seen["cpu_s"] = max(seen["cpu_s"], cpu)
+        seen["children_cpu_s"] = max(seen["children_cpu_s"], children_cpu)
         seen["peak_mb"] = max(seen["peak_mb"], peak)
       self._stop.wait(self._interval_s)
 
@@ -185,18 +201,30 @@ def _youtube_id(prefix: str, number: int) -> str:
   return f"{prefix}{number:06d}".ljust(11, "x")[:11]
 
 
-def run_build(work: str, name: str, ytids: list[str], url_template: str, workers: int) -> dict:
-  """One build in a subprocess; returns its wall time, CPU time and memory per process kind."""
+def run_build(work: str, name: str, ytids: list[str], url_template: str, workers: int, profile: bool = False) -> dict:
+  """One build in a subprocess; returns its wall time, CPU time and memory per process kind.
+
+  With `profile`, its workers time their stages (benchmarks/stage_profile.py)
+  and the result holds the CPU seconds per stage.
+  """
   file_list = os.path.join(work, f"{name}.csv")
   with open(file_list, "w") as f:
     f.writelines(f"{ytid}_{CLIP_START:06d}.mp4,bench\n" for ytid in ytids)
   output_dir = os.path.join(work, name)
   command = [sys.executable, "-m", "pipelines.build_vggsound", "--file_list", file_list, "--output_dir", output_dir,
              "--url_template", url_template, "--progress_interval=0", f"--direct_num_workers={workers}"]
+  environment = dict(os.environ)
+  stage_dir = os.path.join(work, f"{name}-stages")
+  if profile:
+    os.makedirs(stage_dir)
+    stage_profile.write_sitecustomize(stage_dir)
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [stage_dir, REPO_ROOT] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p])
+    environment[stage_profile.ENV_DIR] = stage_dir
   before = resource.getrusage(resource.RUSAGE_CHILDREN)
   started = time.perf_counter()
   with tempfile.TemporaryFile() as log:
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=environment)
     with TreeWatcher(process.pid) as watcher:
       returncode = process.wait()
     wall = time.perf_counter() - started
@@ -218,9 +246,35 @@ def run_build(work: str, name: str, ytids: list[str], url_template: str, workers
     kind = watcher.kind(pid)
     peaks.setdefault(kind, []).append(seen["peak_mb"])
     cpu_by_kind[kind] = cpu_by_kind.get(kind, 0.0) + seen["cpu_s"]
-  return {"clips": len(ytids), "wall_s": wall, "cpu_s": max(rusage_cpu, sampled_cpu), "output_dir": output_dir,
-          "cpu_s_by_process": cpu_by_kind, "launcher_peak_mb": max(peaks.get("launcher", [0.0])),
-          "worker_peaks_mb": sorted(peaks.get("worker", [])), "ffmpeg_peak_mb": max(peaks.get("ffmpeg", [0.0]))}
+  result = {"clips": len(ytids), "wall_s": wall, "cpu_s": max(rusage_cpu, sampled_cpu), "output_dir": output_dir,
+            "cpu_s_by_process": cpu_by_kind, "launcher_peak_mb": max(peaks.get("launcher", [0.0])),
+            "worker_peaks_mb": sorted(peaks.get("worker", [])), "ffmpeg_peak_mb": max(peaks.get("ffmpeg", [0.0]))}
+  if profile:
+    result["cpu_s_by_stage"] = stage_cpu(watcher, stage_profile.read_stage_cpu(stage_dir), result["cpu_s"])
+  return result
+
+
+def stage_cpu(watcher: TreeWatcher, timed: dict[int, dict[str, float]], build_cpu_s: float) -> dict[str, float]:
+  """The build's CPU seconds by stage: the workers' timed stages, then what /proc says of the rest.
+
+  The stages add up to the build's CPU: what no stage holds (processes not
+  waited for, CPU after a process's last sample) is the last entry.
+  """
+  stages = {stage: 0.0 for stage, _, _ in stage_profile.TIMED}
+  stages.update({stage_profile.CHILDREN_STAGE: 0.0, stage_profile.STARTUP_STAGE: 0.0,
+                 stage_profile.UNTIMED_STAGE: 0.0, stage_profile.LAUNCHER_STAGE: 0.0})
+  for pid, seen in watcher.processes.items():
+    kind = watcher.kind(pid)
+    if kind == "launcher":
+      stages[stage_profile.LAUNCHER_STAGE] += seen["cpu_s"]
+    elif kind == "worker":
+      own = timed.get(pid, {})
+      for stage, cpu in own.items():
+        stages[stage] += cpu
+      stages[stage_profile.CHILDREN_STAGE] += seen["children_cpu_s"]  # the ffmpeg runs it waited for
+      stages[stage_profile.UNTIMED_STAGE] += seen["cpu_s"] - sum(own.values())
+  stages[UNRESOLVED_STAGE] = build_cpu_s - sum(stages.values())
+  return stages
 
 
 def media_core(build_dir: str) -> dict:
@@ -229,6 +283,96 @@ def media_core(build_dir: str) -> dict:
   if done.returncode != 0:
     raise RuntimeError(f"media core worker failed: {done.stderr[-3000:]}")
   return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def stage_rows(results: dict, core_cpu_s_per_clip: float) -> list[tuple[str, float, float, float]]:
+  """(stage, main CPU s, small CPU s, CPU s per additional clip) of one repeat's builds."""
+  main_build, small = results["main"], results.get("small")
+  added = main_build["clips"] - (small["clips"] if small else 0)
+  rows = []
+  for stage, cpu in main_build["cpu_s_by_stage"].items():
+    small_cpu = small["cpu_s_by_stage"][stage] if small else 0.0
+    rows.append((stage, cpu, small_cpu, (cpu - small_cpu) / added))
+  return rows
+
+
+def print_stage_table(repeats: list[dict]) -> None:
+  """CPU by stage per additional clip (the median over repeats), and against the media core."""
+  tables = [stage_rows(r["results"], r["core"]["cpu_s_per_clip"]) for r in repeats]
+  core = statistics.median(r["core"]["cpu_s_per_clip"] for r in repeats)
+  many = len(repeats) > 1
+  print(f"CPU by stage{' (medians of ' + str(len(repeats)) + ' repeats)' if many else ''}; per additional clip: "
+        "(main - small) / the clips between them; x core: over the media core alone")
+  header = f"{'stage':<60}{'main s':>8}{'small s':>8}{'per add. clip s':>16}{'x core':>8}"
+  print(header)
+  print("-" * len(header))
+  for index, (stage, *_) in enumerate(tables[0]):
+    main_cpu, small_cpu, per_clip = (statistics.median(t[index][column] for t in tables) for column in (1, 2, 3))
+    print(f"{stage:<60}{main_cpu:>8.2f}{small_cpu:>8.2f}{per_clip:>16.3f}{per_clip / core:>8.2f}")
+  build = statistics.median(r["marginal"] for r in repeats)
+  in_build_core = statistics.median(r["core_in_build"] for r in repeats)
+  print(f"{'the build (median of its repeats)':<60}{'':>8}{'':>8}{build:>16.3f}{build / core:>8.2f}")
+  print(f"{'the media core in the build (decode, log-mel, serialize)':<60}{'':>8}{'':>8}{in_build_core:>16.3f}"
+        f"{in_build_core / core:>8.2f}")
+  print(f"{'the media core alone (one process, after a warm-up clip)':<60}{'':>8}{'':>8}{core:>16.3f}{1.0:>8.2f}")
+  ratios = [r["marginal"] / r["core_in_build"] for r in repeats]
+  print(f"the build over the media core as the build ran it (same processes, same time; steadier): "
+        f"{_spread(ratios)}")
+
+
+def _spread(values: list[float]) -> str:
+  if len(values) == 1:
+    return f"{values[0]:.2f}x"
+  return f"median {statistics.median(values):.2f}x (min {min(values):.2f}x, max {max(values):.2f}x, {len(values)} repeats)"
+
+
+def run_repeat(work: str, repeat: int, builds: dict, url_template: str, args) -> dict:
+  """One measurement: the builds, then the media core on the main build's sections."""
+  results = {}
+  for name, ytids in builds.items():
+    if ytids:
+      results[name] = run_build(work, f"{name}{repeat}", ytids, url_template, args.workers, args.profile)
+  core = media_core(results["main"]["output_dir"])
+  main_build = results["main"]
+  if "small" in results:
+    marginal = (main_build["cpu_s"] - results["small"]["cpu_s"]) / (main_build["clips"] - results["small"]["clips"])
+  else:
+    marginal = main_build["cpu_s"] / main_build["clips"]
+  repeat_result = {"results": results, "core": core, "marginal": marginal, "ratio": marginal / core["cpu_s_per_clip"]}
+  if args.profile:
+    repeat_result["core_in_build"] = sum(per_clip for stage, _, _, per_clip in stage_rows(results, 1.0)
+                                         if stage in stage_profile.MEDIA_CORE_STAGES)
+  return repeat_result
+
+
+def print_repeat(repeat: dict, args) -> None:
+  """The figures of one repeat: each build, the media core, the overhead ratio, memory."""
+  results, core, marginal, ratio = repeat["results"], repeat["core"], repeat["marginal"], repeat["ratio"]
+  main_build = results["main"]
+  small = "small" in results
+  cores = min(args.workers, os.cpu_count() or 1)
+  per_clip_total = main_build["cpu_s"] / main_build["clips"]
+  header = f"{'':<34}{'clips':>6}{'wall s':>9}{'CPU s':>9}{'CPU s/clip':>12}{'clips/s/core':>14}{'peak MB':>22}"
+  print(header)
+  print("-" * len(header))
+  for name, result in results.items():
+    workers = "/".join(f"{mb:.0f}" for mb in result["worker_peaks_mb"]) or "-"
+    print(f"{'build, ' + name:<34}{result['clips']:>6}{result['wall_s']:>9.1f}{result['cpu_s']:>9.1f}"
+          f"{result['cpu_s'] / result['clips']:>12.2f}{result['clips'] / result['wall_s'] / cores:>14.3f}"
+          f"{'launcher ' + format(result['launcher_peak_mb'], '.0f'):>22}")
+    print(f"{'':<34}{'':>6}{'':>9}{'':>9}{'':>12}{'':>14}{'workers ' + workers:>22}")
+    split = ", ".join(f"{kind} {cpu:.1f}" for kind, cpu in sorted(result["cpu_s_by_process"].items()) if cpu >= 0.05)
+    print(f"{'':<4}own CPU s by process (sampled; short-lived ffmpeg runs not resolved): {split}")
+  if small:
+    print(f"{'build, per additional clip':<34}{'':>6}{'':>9}{'':>9}{marginal:>12.2f}{1 / marginal:>14.3f}")
+  print(f"{'media core (decode+logmel+encode)':<34}{core['clips']:>6}{'':>9}{core['cpu_s_total']:>9.1f}"
+        f"{core['cpu_s_per_clip']:>12.2f}{1 / core['cpu_s_per_clip']:>14.3f}"
+        f"{format(core['peak_rss_mb'], '.0f'):>22}")
+  print(f"overhead ratio (build CPU per {'additional ' if small else ''}clip / media core CPU per clip): "
+        f"{ratio:.2f}x; with fixed costs over {main_build['clips']} clips: "
+        f"{per_clip_total / core['cpu_s_per_clip']:.2f}x")
+  print(f"peak memory per worker: {max(main_build['worker_peaks_mb'] or [0]):.0f} MB "
+        f"(launcher {main_build['launcher_peak_mb']:.0f} MB, ffmpeg {main_build['ffmpeg_peak_mb']:.0f} MB)")
 
 
 def main(argv=None) -> int:
@@ -248,6 +392,12 @@ def main(argv=None) -> int:
   parser.add_argument("--content", choices=("clock", "textured"), default="clock",
                       help="clock: the generator's flat frame-counter blocks (cheap to decode); textured: a panning "
                       "noise texture that decodes like camera footage (benchmarks/media_core.py's)")
+  parser.add_argument("--repeats", type=int, default=1,
+                      help="measure this many times (builds and media core each time) and report the median and "
+                      "the spread of the ratio: on a shared machine one measurement moves by 0.1x and more")
+  parser.add_argument("--profile", action="store_true",
+                      help="also time the workers' stages (download, verification, features, staging, shards, "
+                      "Beam; benchmarks/stage_profile.py) and print the CPU per additional clip of each")
   parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
   parser.add_argument("--_media_core", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
@@ -255,18 +405,21 @@ def main(argv=None) -> int:
     media_core_worker(args._media_core)
     return 0
   small = args.clips // 4 if args.small_clips is None else args.small_clips
-  if args.clips < 2 or not 0 <= small < args.clips:
-    parser.error("need --clips >= 2 and 0 <= --small_clips < --clips")
+  if args.clips < 2 or not 0 <= small < args.clips or args.repeats < 1:
+    parser.error("need --clips >= 2, 0 <= --small_clips < --clips and --repeats >= 1")
 
   from shared.media import generator
   from testsupport.media_server import MediaServer
 
+  source = f"{CLIP_SECONDS} s clips of a {args.width}x{args.height} {args.fps:g} fps h264/aac mp4 ({args.content})"
+  print(f"pipeline build benchmark: {source}, served on 127.0.0.1; DirectRunner, {args.workers} worker processes "
+        f"on {os.cpu_count()} cores")
+  repeats = []
   with tempfile.TemporaryDirectory(prefix="pipeline-build-bench-") as work:
     media_dir = os.path.join(work, "served")
     os.makedirs(media_dir)
     paint = None
     if args.content == "textured":
-      sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
       from media_core import textured_painter  # pylint: disable=import-outside-toplevel
 
       paint = textured_painter(args.width, args.height)
@@ -278,51 +431,25 @@ def main(argv=None) -> int:
                 "small": [_youtube_id("small", i) for i in range(small)]}
       for ytid in builds["main"] + builds["small"]:
         server.alias(f"{ytid}.mp4", "source.mp4")
-      url_template = server.url_template("{ytid}.mp4")
-      results = {"main": run_build(work, "main", builds["main"], url_template, args.workers)}
-      if small:
-        results["small"] = run_build(work, "small", builds["small"], url_template, args.workers)
-    core = media_core(results["main"]["output_dir"])
+      for repeat in range(args.repeats):
+        repeats.append(run_repeat(work, repeat, builds, server.url_template("{ytid}.mp4"), args))
+        if args.repeats > 1:
+          print(f"\nrepeat {repeat + 1} of {args.repeats}")
+        print_repeat(repeats[-1], args)
+        for result in repeats[-1]["results"].values():
+          shutil.rmtree(result.pop("output_dir"), ignore_errors=True)
 
-  main_build = results["main"]
-  cores = min(args.workers, os.cpu_count() or 1)
-  per_clip_total = main_build["cpu_s"] / main_build["clips"]
-  if small:
-    marginal = (main_build["cpu_s"] - results["small"]["cpu_s"]) / (main_build["clips"] - small)
-  else:
-    marginal = per_clip_total
-  ratio = marginal / core["cpu_s_per_clip"]
-
-  source = f"{CLIP_SECONDS} s clips of a {args.width}x{args.height} {args.fps:g} fps h264/aac mp4 ({args.content})"
-  print(f"pipeline build benchmark: {source}, served on 127.0.0.1; DirectRunner, {args.workers} worker processes "
-        f"on {os.cpu_count()} cores")
-  header = f"{'':<34}{'clips':>6}{'wall s':>9}{'CPU s':>9}{'CPU s/clip':>12}{'clips/s/core':>14}{'peak MB':>22}"
-  print(header)
-  print("-" * len(header))
-  for name, result in results.items():
-    workers = "/".join(f"{mb:.0f}" for mb in result["worker_peaks_mb"]) or "-"
-    print(f"{'build, ' + name:<34}{result['clips']:>6}{result['wall_s']:>9.1f}{result['cpu_s']:>9.1f}"
-          f"{result['cpu_s'] / result['clips']:>12.2f}{result['clips'] / result['wall_s'] / cores:>14.3f}"
-          f"{'launcher ' + format(result['launcher_peak_mb'], '.0f'):>22}")
-    print(f"{'':<34}{'':>6}{'':>9}{'':>9}{'':>12}{'':>14}{'workers ' + workers:>22}")
-    split = ", ".join(f"{kind} {cpu:.1f}" for kind, cpu in sorted(result["cpu_s_by_process"].items()) if cpu >= 0.05)
-    print(f"{'':<4}own CPU s by process (sampled; short-lived ffmpeg runs not resolved): {split}")
-  if small:
-    print(f"{'build, per additional clip':<34}{'':>6}{'':>9}{'':>9}{marginal:>12.2f}{1 / marginal:>14.3f}")
-  print(f"{'media core (decode+logmel+encode)':<34}{core['clips']:>6}{'':>9}{core['cpu_s_total']:>9.1f}"
-        f"{core['cpu_s_per_clip']:>12.2f}{1 / core['cpu_s_per_clip']:>14.3f}"
-        f"{format(core['peak_rss_mb'], '.0f'):>22}")
+  ratios = [r["ratio"] for r in repeats]
+  verdict = "meets" if statistics.median(ratios) <= GOAL_OVERHEAD_RATIO else "misses"
   print()
-  verdict = "meets" if ratio <= GOAL_OVERHEAD_RATIO else "misses"
   print(f"overhead ratio (build CPU per {'additional ' if small else ''}clip / media core CPU per clip): "
-        f"{ratio:.2f}x ({verdict} the goal <= {GOAL_OVERHEAD_RATIO}x); "
-        f"with fixed costs over {main_build['clips']} clips: {per_clip_total / core['cpu_s_per_clip']:.2f}x")
-  print(f"peak memory per worker: {max(main_build['worker_peaks_mb'] or [0]):.0f} MB "
-        f"(launcher {main_build['launcher_peak_mb']:.0f} MB, ffmpeg {main_build['ffmpeg_peak_mb']:.0f} MB)")
+        f"{_spread(ratios)} ({verdict} the goal <= {GOAL_OVERHEAD_RATIO}x)")
+  if args.profile:
+    print()
+    print_stage_table(repeats)
   if args.json:
-    print(json.dumps({"builds": {k: {key: v for key, v in r.items() if key != "output_dir"}
-                                 for k, r in results.items()},
-                      "media_core": core, "cpu_s_per_additional_clip": marginal, "overhead_ratio": ratio}))
+    print(json.dumps({"repeats": repeats, "overhead_ratios": ratios,
+                      "overhead_ratio": statistics.median(ratios)}))
   return 0
 
 

@@ -424,15 +424,16 @@ class BuildSplit(beam.PTransform):
                                  records_staged=plan.resume.records_staged,
                                  origin=single_origin(self._fetch, self._local)))
       made.append(recovered)
+    # Each new record is staged where it is made: its bytes never travel through the runner.
     if self._local is not None:
-      made_locally, requests, local_failures = requests | "FromLocalFiles" >> self._local
-      made.append(made_locally | "StageLocalRecords" >> shards.StageClips(build.staging_dir))
+      made_locally, requests, local_failures = requests | "FromLocalFiles" >> self._local.staging_in(build.staging_dir)
+      made.append(made_locally)
       failures.append(local_failures)  # in the ledger already
     if self._fetch is not None:
       fetched, fetch_failures = requests | "Fetch" >> self._fetch
       encoded, feature_failures = fetched | "ExtractFeatures" >> features.ExtractFeatures(
-          plan.options.decode, require_audio=plan.options.require_audio)
-      made.append(encoded | "StageRecords" >> shards.StageClips(build.staging_dir))
+          plan.options.decode, require_audio=plan.options.require_audio, staging_dir=build.staging_dir)
+      made.append(encoded)
       failures += [fetch_failures, feature_failures]
       not_yet_in_ledger.append(feature_failures)
       if not getattr(self._fetch, "writes_ledger", False):  # e.g. EPIC's missing videos

@@ -1,9 +1,9 @@
 """Feature extraction: a fetched media file -> an encoded record of its clip.
 
 One DoFn per clip: decode the span (25 fps JPEG frames, 16 kHz mono audio),
-compute the log-mel, build the record and serialize it. A clip whose media
-does not decode goes to the failure output with its reason; it never stops
-the rest of the bundle.
+compute the log-mel, build the record and serialize it, and (in the builds)
+stage it in a file. A clip whose media does not decode goes to the failure
+output with its reason; it never stops the rest of the bundle.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import apache_beam as beam
 
 from pipelines.download import ledger
 from pipelines.sources.rows import ClipRequest
-from shared import contract, records
+from shared import contract, files, records
 from shared.failures import Reason
 from shared.manifest import ClipOrigin
 from shared.media import decode, errors, logmel
@@ -150,16 +150,20 @@ def encode_fetched(decoder: decode.ClipDecoder, fetched: FetchedClip, *, require
 
 
 class ExtractFeaturesFn(beam.DoFn):
-  """FetchedClip -> EncodedClip, or a failure LedgerRecord on the FAILED output."""
+  """FetchedClip -> EncodedClip (staged, with a staging_dir), or a failure LedgerRecord on the FAILED output."""
 
-  def __init__(self, decode_options: decode.DecodeOptions, require_audio: bool = False):
+  def __init__(self, decode_options: decode.DecodeOptions, require_audio: bool = False,
+               staging_dir: Optional[str] = None):
     self._decode_options = decode_options
     self._require_audio = require_audio
+    self._staging_dir = staging_dir
     self._decoder: Optional[decode.ClipDecoder] = None
     self._counters = {}
 
   def setup(self):
     self._decoder = decode.ClipDecoder(self._decode_options)
+    if self._staging_dir is not None:
+      files.makedirs(self._staging_dir)
 
   def _count(self, name: str) -> None:
     if name not in self._counters:
@@ -167,6 +171,8 @@ class ExtractFeaturesFn(beam.DoFn):
     self._counters[name].inc()
 
   def process(self, fetched: FetchedClip):
+    from pipelines import shards
+
     request = fetched.request
     try:
       encoded, decoded = encode_fetched(self._decoder, fetched, require_audio=self._require_audio)
@@ -182,6 +188,8 @@ class ExtractFeaturesFn(beam.DoFn):
     if decoded.padded_frames:
       self._count("clips_padded_past_media_end")
     self._count("clips_encoded")
+    if self._staging_dir is not None:
+      encoded = shards.stage_clip(self._staging_dir, encoded)
     yield encoded
 
 
@@ -192,14 +200,22 @@ class ExtractFeatures(beam.PTransform):
     decode_options: how clips are decoded.
     require_audio: a clip without an audio stream fails (invalid_media/missing_stream)
       instead of being stored with has_audio=0 and the log-mel of silence.
+    staging_dir: where each record is written (as pipelines.shards.StageClips
+      does) the moment it is made; the EncodedClips then name their files
+      instead of holding the bytes. None: they hold them. Staged here, a
+      record's megabytes never enter a PCollection: Beam pickles elements it
+      samples for their size, and a step after this one might not be fused.
   """
 
-  def __init__(self, decode_options: decode.DecodeOptions = decode.DecodeOptions(), require_audio: bool = False):
+  def __init__(self, decode_options: decode.DecodeOptions = decode.DecodeOptions(), require_audio: bool = False,
+               staging_dir: Optional[str] = None):
     super().__init__()
     self._decode_options = decode_options
     self._require_audio = require_audio
+    self._staging_dir = staging_dir
 
   def expand(self, fetched):
     outputs = fetched | "DecodeAndEncode" >> beam.ParDo(
-        ExtractFeaturesFn(self._decode_options, self._require_audio)).with_outputs(FAILED, main="encoded")
+        ExtractFeaturesFn(self._decode_options, self._require_audio, self._staging_dir)).with_outputs(
+            FAILED, main="encoded")
     return outputs.encoded, outputs[FAILED]

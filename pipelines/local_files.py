@@ -49,7 +49,7 @@ from typing import Optional, Sequence
 
 import apache_beam as beam
 
-from pipelines import features
+from pipelines import features, shards
 from pipelines.download import ledger as ledger_lib
 from pipelines.features import FAILED, FallThrough, FetchedClip
 from pipelines.ledger_sink import BundleLedger
@@ -291,19 +291,22 @@ class _RecordFromLocalFileFn(beam.DoFn):
   """A request -> its record from the first local file that gives it, or the request handed on (or failed)."""
 
   def __init__(self, finder: LocalFileFinder, decode_options: decode.DecodeOptions, ledger_dir: str, *,
-               require_audio: bool, require_video: bool, hand_on: bool):
+               require_audio: bool, require_video: bool, hand_on: bool, staging_dir: Optional[str]):
     self._finder = finder
     self._decode_options = decode_options
     self._ledger_dir = ledger_dir
     self._require_audio = require_audio
     self._require_video = require_video
     self._hand_on = hand_on
+    self._staging_dir = staging_dir
     self._decoder: Optional[decode.ClipDecoder] = None
     self._ledger: Optional[BundleLedger] = None
 
   def setup(self):
     self._decoder = decode.ClipDecoder(self._decode_options)
     self._ledger = BundleLedger(self._ledger_dir)
+    if self._staging_dir is not None:
+      files.makedirs(self._staging_dir)
 
   def finish_bundle(self):
     self._ledger.close()
@@ -328,6 +331,8 @@ class _RecordFromLocalFileFn(beam.DoFn):
         logging.info("clip %s: local file passed over: %s", request.clip_id, message)
         passed_over.append(ledger_lib.passed_over_entry(SOURCE_NAME, reason.failure_class.value, reason.value, message))
         continue
+      if self._staging_dir is not None:  # staged before the ledger says it is made
+        encoded = shards.stage_clip(self._staging_dir, encoded)
       self._ledger.writer.append(ledger_lib.LedgerRecord(
           clip_id=request.clip_id, source_id=request.source_id, status=ledger_lib.STATUS_OK, reason_class=None,
           reason=None, message="", attempts=0, checked_at=ledger_lib.utc_now_iso(), num_bytes=local.num_bytes,
@@ -378,17 +383,26 @@ class RecordsFromLocalFiles(beam.PTransform):
       has_video 0 record.
     hand_on: a clip no local file gives goes to the next source (as a
       pipelines.features.FallThrough) instead of failing.
+    staging_dir: where each record is staged the moment it is made (as
+      features.ExtractFeatures does; see staging_in); None: the EncodedClips
+      hold the bytes.
   """
 
   writes_ledger = True
   origin = ClipOrigin.LOCAL.value
 
   def __init__(self, finder: LocalFileFinder, decode_options: decode.DecodeOptions, ledger_dir: str, *,
-               require_audio: bool = False, require_video: bool = False, hand_on: bool = True):
+               require_audio: bool = False, require_video: bool = False, hand_on: bool = True,
+               staging_dir: Optional[str] = None):
     super().__init__()
     self._finder = finder
-    self._fn = _RecordFromLocalFileFn(finder, decode_options, ledger_dir, require_audio=require_audio,
-                                      require_video=require_video, hand_on=hand_on)
+    self._settings = dict(decode_options=decode_options, ledger_dir=ledger_dir, require_audio=require_audio,
+                          require_video=require_video, hand_on=hand_on)
+    self._fn = _RecordFromLocalFileFn(finder, staging_dir=staging_dir, **self._settings)
+
+  def staging_in(self, staging_dir: str) -> "RecordsFromLocalFiles":
+    """The same step, staging each record under `staging_dir` (a build's) where it is made."""
+    return RecordsFromLocalFiles(self._finder, staging_dir=staging_dir, **self._settings)
 
   def check_videos_dir(self) -> None:
     """Raises LocalSourceError when the videos directory is not there (before a build starts)."""

@@ -12,6 +12,7 @@ build manifest, written last, is what marks a build complete.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -103,24 +104,34 @@ def shard_of(clip_id: str, num_shards: int) -> int:
 
 def write_shard_files(output_dir: str, prefix: str, index: int, num_shards: int,
                       clips: Iterable[EncodedClip], formats: Sequence[str]) -> ShardInfo:
-  """Writes one shard in each format, each under a temporary name then renamed."""
+  """Writes one shard in each format, each under a temporary name then renamed.
+
+  The formats are written side by side, one record at a time: each record is
+  read (from its staged file) once, and only one is held, where a shard's
+  records together can be gigabytes (64 clips of a long EPIC action).
+  """
   ordered = sorted(clips, key=lambda clip: clip.clip_id)
   ids = [clip.clip_id for clip in ordered]
   if len(set(ids)) != len(ids):
     raise ValueError(f"shard {index}: a clip id appears twice")
-  serialized = [clip.payload() for clip in ordered]
   build = layout.BuildLayout(output_dir)
-  writers = {TFRECORD: records.write_tfrecord, ARRAYRECORD: records.write_array_record}
-  shard_files = {}
-  for file_format in FORMATS:
-    if file_format in formats:
-      name = layout.shard_file_name(prefix, index, num_shards, file_format)
-      writers[file_format](build.path(name), serialized)
-      shard_files[file_format] = name
+  writers = {TFRECORD: records.tfrecord_writer, ARRAYRECORD: records.array_record_writer}
+  shard_files = {file_format: layout.shard_file_name(prefix, index, num_shards, file_format)
+                 for file_format in FORMATS if file_format in formats}
+  num_bytes = 0
+  with contextlib.ExitStack() as open_files:  # each file takes its name only once every record is in it
+    writes = [open_files.enter_context(writers[file_format](build.path(name)))
+              for file_format, name in shard_files.items()]
+    for clip in ordered:
+      serialized = clip.payload()
+      for write in writes:
+        write(serialized)
+      num_bytes += len(serialized)
+      del serialized  # before the next record is read
   for clip in ordered:  # the shard holds them now
     if clip.staged_path is not None:
       _remove(clip.staged_path)
-  return ShardInfo(index=index, files=shard_files, clip_ids=tuple(ids), num_bytes=sum(len(s) for s in serialized))
+  return ShardInfo(index=index, files=shard_files, clip_ids=tuple(ids), num_bytes=num_bytes)
 
 
 def _remove(path: str) -> None:
@@ -128,6 +139,13 @@ def _remove(path: str) -> None:
     files.delete(path)
   except Exception as error:  # a leftover staging file costs space, never correctness
     logging.warning("could not remove staged file %s: %s", path, error)
+
+
+def stage_clip(staging_dir: str, clip: EncodedClip) -> EncodedClip:
+  """Writes a clip's bytes to its file under `staging_dir` (atomically); returns the light clip naming it."""
+  path = files.join(staging_dir, layout.staged_record_name(clip.clip_id))
+  files.write_bytes(path, clip.serialized)
+  return clip._replace(serialized=b"", staged_path=path)
 
 
 class _StageClipFn(beam.DoFn):
@@ -140,9 +158,7 @@ class _StageClipFn(beam.DoFn):
     files.makedirs(self._staging_dir)
 
   def process(self, clip: EncodedClip):
-    path = files.join(self._staging_dir, layout.staged_record_name(clip.clip_id))
-    files.write_bytes(path, clip.serialized)
-    yield clip._replace(serialized=b"", staged_path=path)
+    yield stage_clip(self._staging_dir, clip)
 
 
 class StageClips(beam.PTransform):
@@ -152,7 +168,9 @@ class StageClips(beam.PTransform):
   a local runner that is the launcher process, which would hold every record
   in memory. Staged, only ids, paths and moments travel; the shard writer
   reads the bytes back and removes the files. Apply it right after the step
-  that makes the records, so that it runs in the same worker.
+  that makes the records, so that it runs in the same worker; better, stage
+  them in that step (as features.ExtractFeatures does with a staging_dir),
+  so that no PCollection holds the bytes at all.
   """
 
   def __init__(self, staging_dir: str):

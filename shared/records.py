@@ -13,11 +13,12 @@ grain worker can call them per element without loading TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import struct
 import tempfile
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import google_crc32c
 import numpy as np
@@ -341,19 +342,45 @@ def _masked_crc(data: bytes) -> int:
   return (((crc >> 15) | (crc << 17)) + _CRC_MASK_DELTA) & 0xFFFFFFFF
 
 
+def _tfrecord_header_and_footer(serialized: bytes) -> tuple[bytes, bytes]:
+  length = struct.pack("<Q", len(serialized))
+  return length + struct.pack("<I", _masked_crc(length)), struct.pack("<I", _masked_crc(serialized))
+
+
 def tfrecord_frame(serialized: bytes) -> bytes:
   """One record framed as TFRecord files hold it."""
-  length = struct.pack("<Q", len(serialized))
-  return b"".join((length, struct.pack("<I", _masked_crc(length)), serialized,
-                   struct.pack("<I", _masked_crc(serialized))))
+  header, footer = _tfrecord_header_and_footer(serialized)
+  return b"".join((header, serialized, footer))
+
+
+@contextlib.contextmanager
+def tfrecord_writer(path: str) -> Iterator[Callable[[bytes], None]]:
+  """An uncompressed TFRecord file written atomically (local or gs://; see shared.files.atomic_writer).
+
+  Yields the function that appends one serialized record; the file appears
+  under `path` when the block ends without an error.
+  """
+  with files.atomic_writer(path) as f:
+    def write(serialized: bytes) -> None:
+      header, footer = _tfrecord_header_and_footer(serialized)
+      # Three writes rather than one framed copy: records are megabytes.
+      f.write(header)
+      f.write(serialized)
+      f.write(footer)
+
+    yield write
 
 
 def write_tfrecord(path: str, serialized_records: Iterable[bytes]) -> int:
   """Writes an uncompressed TFRecord file atomically (local or gs://; see shared.files.atomic_writer)."""
+  return _write_all(tfrecord_writer(path), serialized_records)
+
+
+def _write_all(writer, serialized_records: Iterable[bytes]) -> int:
   count = 0
-  with files.atomic_writer(path) as f:
+  with writer as write:
     for serialized in serialized_records:
-      f.write(tfrecord_frame(serialized))
+      write(serialized)
       count += 1
   return count
 
@@ -386,28 +413,29 @@ def read_tfrecord(path: str) -> Iterator[bytes]:
       yield data
 
 
-def write_array_record(path: str, serialized_records: Iterable[bytes]) -> int:
-  """Writes an ArrayRecord file atomically (local or gs://).
+@contextlib.contextmanager
+def array_record_writer(path: str) -> Iterator[Callable[[bytes], None]]:
+  """An ArrayRecord file written atomically (local or gs://).
 
-  ArrayRecord's writer opens local files only: elsewhere the file is written
-  locally first, then uploaded.
+  Yields the function that appends one serialized record; the file appears
+  under `path` when the block ends without an error. ArrayRecord's writer
+  opens local files only: elsewhere the file is written locally first, then
+  uploaded.
   """
   from array_record.python.array_record_module import ArrayRecordWriter
 
   if files.is_remote(path):
     with tempfile.TemporaryDirectory(prefix="mbt-shard-") as scratch:
       local = os.path.join(scratch, "shard" + ARRAY_RECORD_SUFFIX)
-      count = write_array_record(local, serialized_records)
+      with array_record_writer(local) as write:
+        yield write
       files.upload(local, path)
-    return count
+    return
   temporary = files.temporary_name(path)
-  count = 0
   writer = ArrayRecordWriter(temporary, ARRAY_RECORD_WRITER_OPTIONS)
   try:
     try:
-      for serialized in serialized_records:
-        writer.write(serialized)
-        count += 1
+      yield writer.write
     finally:
       writer.close()
     with open(temporary, "rb+") as written:  # durable before it takes the final name
@@ -416,7 +444,11 @@ def write_array_record(path: str, serialized_records: Iterable[bytes]) -> int:
     files.delete(temporary)
     raise
   files.rename(temporary, path)
-  return count
+
+
+def write_array_record(path: str, serialized_records: Iterable[bytes]) -> int:
+  """Writes an ArrayRecord file atomically (local or gs://; see array_record_writer)."""
+  return _write_all(array_record_writer(path), serialized_records)
 
 
 def read_array_record(path: str, indices: Optional[Sequence[int]] = None) -> list[bytes]:

@@ -54,6 +54,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import dataclasses
+import functools
 import glob
 import hashlib
 import logging
@@ -212,6 +213,70 @@ class _KeepTheClockInMp4(PostProcessor):
     return [], info
 
 
+class _TlsContexts:
+  """The TLS contexts of yt-dlp's request handlers, made once per thread and TLS setting, then reused.
+
+  Every YoutubeDL makes request handlers of its own, and each handler a TLS
+  context that parses the whole CA bundle: about 30 ms of CPU per attempt, as
+  much as the rest of what yt-dlp does for a clip of the local server. A
+  context depends only on its handler's TLS settings (the key: certificate
+  verification, the CA source, legacy support, the client certificate);
+  cookies, proxies and headers stay each attempt's own. Threads do not share
+  contexts (urllib3 sets options on one as it connects), as yt-dlp's
+  handlers, each used by one attempt at a time, do not.
+  """
+
+  def __init__(self):
+    self._local = threading.local()
+
+  def install(self, director) -> None:
+    """Makes the handlers of a YoutubeDL's request director take their contexts from here."""
+    for handler in director.handlers.values():
+      handler._make_sslcontext = functools.partial(self._context_for, handler)  # pylint: disable=protected-access
+
+  def _context_for(self, handler, legacy_ssl_support: Optional[bool] = None):
+    legacy = handler.legacy_ssl_support if legacy_ssl_support is None else legacy_ssl_support
+    client_certificate = tuple(sorted(handler._client_cert.items()))  # pylint: disable=protected-access
+    key = (type(handler), handler.verify, handler.prefer_system_certs, bool(legacy), client_certificate)
+    contexts = self._local.__dict__.setdefault("contexts", {})
+    if key not in contexts:
+      contexts[key] = type(handler)._make_sslcontext(handler, legacy_ssl_support=legacy_ssl_support)
+    return contexts[key]
+
+
+class _AttemptYoutubeDL(yt_dlp.YoutubeDL):
+  """A YoutubeDL for one attempt, made without redoing what is the same for every attempt.
+
+  yt-dlp works its list of extractors out anew for every YoutubeDL, in a
+  pass quadratic in their 1,700 names (about 60 ms of CPU, half of what it
+  spent on an attempt); here the downloader's list is handed in, as yt-dlp
+  made it once. TLS contexts come from `tls_contexts`. The YoutubeDL, its
+  extractor instances, cookies and connections are the attempt's own.
+
+  Args:
+    params: yt-dlp's parameters for the attempt.
+    extractors: yt-dlp's default extractors, in its order (classes, or instances whose type to make).
+    tls_contexts: where its request handlers take their TLS contexts.
+  """
+
+  def __init__(self, params: dict, extractors: tuple, tls_contexts: _TlsContexts):
+    self._tls_contexts = tls_contexts
+    # The list made once is yt-dlp's default one: parameters that choose others get yt-dlp's own pass.
+    own_choice = "allowed_extractors" in params
+    super().__init__(params, auto_init=own_choice)
+    if own_choice:
+      return
+    if params.get("verbose"):
+      self.print_debug_header()  # what auto_init would print
+    for extractor in extractors:
+      self.add_info_extractor(extractor if isinstance(extractor, type) else type(extractor)())
+
+  def build_request_director(self, handlers, preferences=None):
+    director = super().build_request_director(handlers, preferences)
+    self._tls_contexts.install(director)
+    return director
+
+
 class _AttemptFailed(Exception):
   """One attempt failed; carries the verdict and a scrubbed message."""
 
@@ -283,6 +348,8 @@ class ClipDownloader:
     self._ffmpeg = ffmpeg_log.logging_ffmpeg(config.ffmpeg_path or ffmpeg_log.bundled_ffmpeg())
     youtube.load_plugins(config.plugin_dirs)
     self._youtube_params = youtube.ytdlp_youtube_params(config.extractor_args, config.js_runtimes)
+    self._extractors = _default_extractors(self._ytdlp_log)
+    self._tls_contexts = _TlsContexts()
     self._breaker = SystemicFailureBreaker(config.breaker_threshold)
     self._slots = threading.BoundedSemaphore(config.concurrency)
     self._rng = rng or random.Random()
@@ -503,9 +570,13 @@ class ClipDownloader:
       logger.debug("asking %s again failed: %s", self._scrub(found.group(1)), self._scrub(str(error)))
     return verdict
 
+  def _youtube_dl(self, params: dict) -> yt_dlp.YoutubeDL:
+    """A YoutubeDL of its own for one attempt, made without redoing what is the same for every attempt."""
+    return _AttemptYoutubeDL(params, self._extractors, self._tls_contexts)
+
   def _run_ytdlp(self, url: str, params: dict) -> dict:
     FFmpegPostProcessor._ffmpeg_location.set(self._ffmpeg.path)
-    with yt_dlp.YoutubeDL(params) as ydl:
+    with self._youtube_dl(params) as ydl:
       ydl.add_post_processor(_KeepTheClockInMp4(), when="video")
       info = ydl.extract_info(url, download=True)
     if info is None:
@@ -600,6 +671,15 @@ class ClipDownloader:
                            path=path, num_bytes=size, sha256=digest, source_offset_s=media.origin_s,
                            section_start_s=section_start, section_end_s=section_end, attempts=attempts,
                            media=media)
+
+
+def _default_extractors(logger: ScrubbingLogger) -> tuple:
+  """The extractors, in yt-dlp's order, that yt-dlp gives a YoutubeDL by default: classes, and instances' types.
+
+  Asked of yt-dlp itself, after the downloader's plugins are loaded.
+  """
+  with yt_dlp.YoutubeDL({"logger": logger, "quiet": True}) as ydl:
+    return tuple(ydl._ies.values())  # pylint: disable=protected-access
 
 
 def remove_partial_downloads(media_dir: str, clip_ids: Iterable[str]) -> int:

@@ -15,7 +15,7 @@ from pipelines.download.backoff import RetryPolicy
 from pipelines.download.downloader import DownloadConfig
 from pipelines.shards import EncodedClip
 from pipelines.sources.rows import ClipRequest, EpicAnnotation
-from shared import contract, records
+from shared import contract, layout, records
 from shared.failures import Reason
 from shared.media import decode, generator
 
@@ -47,8 +47,9 @@ def local_media(tmp_path_factory):
           "missing": str(directory / "missing.mp4")}
 
 
-def _process(fetched: features.FetchedClip, options: decode.DecodeOptions = OPTIONS, require_audio: bool = False):
-  fn = features.ExtractFeaturesFn(options, require_audio=require_audio)
+def _process(fetched: features.FetchedClip, options: decode.DecodeOptions = OPTIONS, require_audio: bool = False,
+             staging_dir: str | None = None):
+  fn = features.ExtractFeaturesFn(options, require_audio=require_audio, staging_dir=staging_dir)
   fn.setup()
   return list(fn.process(fetched))
 
@@ -68,6 +69,19 @@ def test_span_is_decoded_on_the_files_clock_and_labelled_from_the_request(local_
   # The log-mel moments the manifest sums.
   assert encoded.melspec_count == record.melspec.size
   assert encoded.melspec_sum == pytest.approx(float(record.melspec.astype("float64").sum()), rel=1e-6)
+
+
+def test_with_a_staging_dir_the_record_is_staged_where_it_is_made(local_media, tmp_path):
+  fetched = features.FetchedClip(_request(), local_media["av"].path, media_start_s=1.5)
+  [in_memory] = _process(fetched)
+  [staged] = _process(fetched, staging_dir=str(tmp_path / "staging"))
+
+  # The element names the file instead of holding the bytes, which are the same record.
+  assert staged.serialized == b""
+  assert staged.staged_path == str(tmp_path / "staging" / layout.staged_record_name(staged.clip_id))
+  assert staged.payload() == in_memory.serialized
+  assert staged._replace(staged_path=None, serialized=in_memory.serialized) == in_memory
+  assert [p.name for p in (tmp_path / "staging").iterdir()] == [layout.staged_record_name(staged.clip_id)]
 
 
 def test_epic_fields_go_into_the_record(local_media):

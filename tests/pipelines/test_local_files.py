@@ -81,3 +81,31 @@ def test_a_videos_dir_that_is_not_there_is_refused(tmp_path):
   with pytest.raises(LocalSourceError, match="is not a directory"):
     local_files.check_videos_dir(str(tmp_path / "nowhere"))
   assert local_files.check_videos_dir(str(tmp_path)) == str(tmp_path)
+
+
+def test_staged_in_a_build_a_record_made_from_a_local_file_is_staged_where_it_is_made(tmp_path):
+  from shared import layout
+  from shared.media import decode, generator
+
+  videos, staging, ledger_dir = tmp_path / "videos", tmp_path / "staging", tmp_path / "ledger"
+  videos.mkdir()
+  generator.write_clip(str(videos / "abcdefghijk_000001.mp4"),
+                       generator.ClipSpec(duration_s=2.0, width=160, height=120, fps=30.0))
+  finder = LocalFileFinder(str(videos), local_files.parse_patterns(["clip:{ytid}_{start:06d}.{ext}"]))
+  request = _request(start_s=1.0, end_s=3.0)
+
+  def made(step):
+    fn = step._fn
+    fn.setup()
+    try:
+      return list(fn.process(request))
+    finally:
+      fn.finish_bundle()
+
+  step = local_files.RecordsFromLocalFiles(finder, decode.DecodeOptions(short_side=64), str(ledger_dir))
+  [in_memory] = made(step)
+  [staged] = made(step.staging_in(str(staging)))
+  # The element names the file instead of holding the bytes, which are the same record.
+  assert staged.serialized == b"" and staged.staged_path == str(staging / layout.staged_record_name(request.clip_id))
+  assert staged.payload() == in_memory.serialized
+  assert staged._replace(staged_path=None, serialized=in_memory.serialized) == in_memory

@@ -70,3 +70,28 @@ def test_staged_clips_reach_their_shard_and_their_files_go(tmp_path):
                    for p in records.read_tfrecord(str(out / name)))
   assert written == sorted(c.serialized for c in clips)
   assert list(staging.iterdir()) == []
+
+
+def test_a_shard_is_written_holding_one_staged_record_at_a_time(tmp_path):
+  # Each record is read back once and goes into every format before the next is read:
+  # a shard of 64 long clips (gigabytes) never sits in a worker's memory whole.
+  import tracemalloc
+
+  record_size = 4 << 20
+  staging = tmp_path / "staging"
+  staging.mkdir()
+  payloads = [bytes([i]) * record_size for i in range(8)]
+  clips = [shards.stage_clip(str(staging), shards.EncodedClip(f"clip{i:04d}", payload, 0.0, 0.0, 1))
+           for i, payload in enumerate(payloads)]
+  tracemalloc.start()
+  try:
+    info = shards.write_shard_files(str(tmp_path), "train", 0, 1, reversed(clips), shards.FORMATS)
+    _, peak = tracemalloc.get_traced_memory()
+  finally:
+    tracemalloc.stop()
+  assert peak < 2 * record_size  # all of them at once would be 8
+  name = records.shard_name("train", 0, 1)
+  assert list(records.read_tfrecord(str(tmp_path / name))) == payloads
+  assert records.read_array_record(str(tmp_path / (name + records.ARRAY_RECORD_SUFFIX))) == payloads
+  assert (info.clip_ids, info.num_bytes) == (tuple(c.clip_id for c in clips), 8 * record_size)
+  assert list(staging.iterdir()) == []

@@ -130,6 +130,15 @@ def test_tfrecord_and_array_record_hold_the_same_bytes(tmp_path):
   assert not list(tmp_path.glob("*.incomplete"))
 
 
+@pytest.mark.parametrize("writer", [records.tfrecord_writer, records.array_record_writer])
+def test_a_shard_writer_whose_block_fails_leaves_no_file(tmp_path, writer):
+  with pytest.raises(RuntimeError, match="killed"):
+    with writer(str(tmp_path / "shard")) as write:
+      write(b"a" * 100)
+      raise RuntimeError("killed mid-shard")
+  assert list(tmp_path.iterdir()) == []
+
+
 def test_shard_names_follow_scenic():
   assert records.shard_name("vggsound-train", 3, 16) == "vggsound-train-00003-of-00016"
   with pytest.raises(ValueError):

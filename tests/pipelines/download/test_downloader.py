@@ -455,6 +455,73 @@ def test_a_proxy_answering_407_is_a_transient_proxy_failure(make_downloader, ser
   assert (result.failure_class, result.reason, result.attempts) == (FailureClass.TRANSIENT, Reason.PROXY, 3)
 
 
+def test_each_attempt_gets_its_own_youtube_dl_with_ytdlps_default_extractors(make_downloader):
+  # The list is made once per downloader; each attempt's YoutubeDL must still be what yt-dlp would make.
+  import yt_dlp
+
+  def extractors(ydl):
+    return [(key, ie if isinstance(ie, type) else type(ie)) for key, ie in ydl._ies.items()]
+
+  downloader = make_downloader()
+  params = {"quiet": True, "no_warnings": True}
+  with yt_dlp.YoutubeDL(dict(params)) as theirs, downloader._youtube_dl(dict(params)) as first, \
+      downloader._youtube_dl(dict(params)) as second:
+    assert len(extractors(theirs)) > 1000
+    assert extractors(first) == extractors(theirs) == extractors(second)
+    assert first is not second
+    assert first.get_info_extractor("Generic") is not second.get_info_extractor("Generic")
+
+
+def test_attempts_in_a_thread_reuse_its_tls_context_which_still_verifies(make_downloader):
+  import ssl
+
+  def context_of(ydl):
+    # What each of the attempt's request handlers connects with (Requests, Urllib, ...).
+    return {key: handler._make_sslcontext() for key, handler in ydl._request_director.handlers.items()}
+
+  downloader = make_downloader()
+  params = {"quiet": True, "no_warnings": True}
+  with downloader._youtube_dl(dict(params)) as first, downloader._youtube_dl(dict(params)) as second:
+    contexts, again = context_of(first), context_of(second)
+    assert first._request_director is not second._request_director
+  assert contexts and all(again[key] is context for key, context in contexts.items())
+  assert all(c.verify_mode == ssl.CERT_REQUIRED and c.check_hostname for c in contexts.values())
+  # Another TLS setting is another context; another thread makes its own.
+  with downloader._youtube_dl({**params, "nocheckcertificate": True}) as unverified:
+    assert all(c.verify_mode == ssl.CERT_NONE for c in context_of(unverified).values())
+  in_thread = []
+
+  def attempt_in_another_thread():
+    with downloader._youtube_dl(dict(params)) as ydl:
+      in_thread.append(context_of(ydl))
+
+  worker = threading.Thread(target=attempt_in_another_thread)
+  worker.start()
+  worker.join()
+  assert not set(map(id, in_thread[0].values())) & set(map(id, contexts.values()))
+
+
+def test_attempts_sharing_a_tls_context_keep_their_own_cookies_proxy_and_headers(make_downloader, tmp_path):
+  def handlers_of(ydl):
+    return list(ydl._request_director.handlers.values())
+
+  def cookie_file(name, value):
+    path = tmp_path / f"{name}.txt"
+    path.write_text(f"# Netscape HTTP Cookie File\n.example.com\tTRUE\t/\tFALSE\t0\t{name}\t{value}\n")
+    return str(path)
+
+  downloader = make_downloader()
+  attempts = [{"quiet": True, "proxy": f"http://127.0.0.1:{port}", "cookiefile": cookie_file(name, name),
+               "http_headers": {"X-Attempt": name}} for port, name in ((3128, "first"), (3129, "second"))]
+  with downloader._youtube_dl(attempts[0]) as first, downloader._youtube_dl(attempts[1]) as second:
+    for ydl, port, name in ((first, 3128, "first"), (second, 3129, "second")):
+      for handler in handlers_of(ydl):
+        assert handler.proxies["all"] == f"http://127.0.0.1:{port}"
+        assert handler.headers["X-Attempt"] == name
+        assert [cookie.name for cookie in handler.cookiejar] == [name]
+    assert all(a._make_sslcontext() is b._make_sslcontext() for a, b in zip(handlers_of(first), handlers_of(second)))
+
+
 def test_ytdlp_and_ffmpeg_are_quiet_by_default(make_downloader, serve_as, server, caplog, capfd):
   ytid = serve_as("long.mp4")
   server.inject(f"{ytid}.mp4", Fault.http_status(503, skip=1, times=1))  # ffmpeg fails once, and says so
