@@ -77,6 +77,7 @@ def build_manifest(*, dataset: str, split: str, label_map: contract.LabelMap, re
       dataset=dataset, split=split, requested=requested,
       shards={fmt: tuple(info.files[fmt] for info in shard_infos if fmt in info.files) for fmt in formats},
       shard_clip_ids={info.files[listed_format]: tuple(info.clip_ids) for info in shard_infos} if formats else {},
+      shard_sizes={name: size for info in shard_infos for name, size in sorted(info.file_sizes.items())},
       failed_clips=tuple(FailedClip(clip_id, reason) for clip_id, reason in sorted(failures)),
       label_map=label_map, melspec_mean=mean, melspec_std=std, clips_without_audio=tuple(sorted(without_audio)),
       clip_origins=None if origins is None else ClipOrigins.of(dict(origins)),

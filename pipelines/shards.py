@@ -74,12 +74,14 @@ class ShardInfo:
     files: format name -> file name (relative to the output directory).
     clip_ids: the clips in the shard, in file order.
     num_bytes: total serialized bytes of the records.
+    file_sizes: file name -> its size in bytes.
   """
 
   index: int
   files: dict
   clip_ids: tuple
   num_bytes: int
+  file_sizes: dict = dataclasses.field(default_factory=dict)
 
 
 def read_shard_records(path: str) -> Iterable[bytes]:
@@ -131,7 +133,8 @@ def write_shard_files(output_dir: str, prefix: str, index: int, num_shards: int,
   for clip in ordered:  # the shard holds them now
     if clip.staged_path is not None:
       _remove(clip.staged_path)
-  return ShardInfo(index=index, files=shard_files, clip_ids=tuple(ids), num_bytes=num_bytes)
+  sizes = {name: files.size(build.path(name)) for name in shard_files.values()}
+  return ShardInfo(index=index, files=shard_files, clip_ids=tuple(ids), num_bytes=num_bytes, file_sizes=sizes)
 
 
 def _remove(path: str) -> None:

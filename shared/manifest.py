@@ -162,6 +162,9 @@ class Manifest:
     shard_clip_ids: shard file name -> its clips in file order. Listed under
       the TFRecord shard's name where there is one (what Scenic reads and a
       refresh carries records over from), else the ArrayRecord one.
+    shard_sizes: shard file name -> its size in bytes, for every file of
+      every format: a reader checks a shard with one look at its size
+      instead of reading it ({} in manifests written before sizes were).
     failed_clips: every requested clip not in a shard, sorted by clip id.
     label_map: the label map the records' clip/label/index values index into.
     melspec_mean: mean of the log-mel values of every written clip with audio
@@ -192,6 +195,7 @@ class Manifest:
   melspec_mean: Optional[float]
   melspec_std: Optional[float]
   clips_without_audio: tuple[str, ...] = ()
+  shard_sizes: Mapping[str, int] = dataclasses.field(default_factory=dict)
   build_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   request_fingerprint: Optional[str] = None
   extra_label_maps: Mapping[str, contract_lib.LabelMap] = dataclasses.field(default_factory=dict)
@@ -229,6 +233,9 @@ class Manifest:
         problems.append("written clips without an origin")
     if problems:
       raise NothingLostError(f"{self.dataset}/{self.split}: clips were lost or counted twice: " + "; ".join(problems))
+    stray = set(self.shard_sizes) - {name for names in self.shards.values() for name in names}
+    if stray:
+      raise ManifestError(f"{self.dataset}/{self.split}: sizes of files that are not shards: {sorted(stray)[:5]}")
 
   # -- what it holds --------------------------------------------------------------
   @property
@@ -291,6 +298,7 @@ class Manifest:
         "clips_without_audio": list(self.clips_without_audio),
         "shards": {fmt: list(names) for fmt, names in self.shards.items()},
         "shard_clip_ids": {name: list(ids) for name, ids in self.shard_clip_ids.items()},
+        "shard_sizes": dict(self.shard_sizes),
         "failed_clips": [{"clip_id": clip.clip_id, "reason": clip.reason} for clip in self.failed_clips],
         "label_map": self.label_map.to_json_dict(),
         "versions": dict(self.versions),
@@ -336,6 +344,7 @@ class Manifest:
           label_map=label_map, melspec_mean=_optional_float(document.get("melspec_mean")),
           melspec_std=_optional_float(document.get("melspec_std")),
           clips_without_audio=tuple(document.get("clips_without_audio") or ()),
+          shard_sizes={name: int(size) for name, size in (document.get("shard_sizes") or {}).items()},
           build_options=dict(document.get("build_options") or {}),
           request_fingerprint=document.get("request_fingerprint"), extra_label_maps=extra,
           previous_build=document.get("previous_build"), clip_origins=_clip_origins(document.get("clip_origins")),

@@ -193,6 +193,8 @@ def test_shards_form_a_complete_set_in_both_formats(vggsound_build):
   assert on_disk == sorted(names + [n + ".array_record" for n in names])  # nothing .incomplete left
   # shard_clip_ids names the TFRecord shards (what refresh and Scenic read), in file order.
   assert list(manifest["shard_clip_ids"]) == names
+  assert manifest["shard_sizes"] == {name: os.path.getsize(os.path.join(vggsound_build.output_dir, name))
+                                     for name in on_disk}
   for name in names:
     path = os.path.join(vggsound_build.output_dir, name)
     from_tfrecord = list(records.read_tfrecord(path))

@@ -24,6 +24,8 @@ def _manifest(**changes) -> Manifest:
       shards={"tfrecord": ("train-00000-of-00002", "train-00001-of-00002"),
               "arrayrecord": ("train-00000-of-00002.array_record", "train-00001-of-00002.array_record")},
       shard_clip_ids={"train-00000-of-00002": ("a", "b"), "train-00001-of-00002": ("c",)},
+      shard_sizes={"train-00000-of-00002": 2048, "train-00001-of-00002": 1024,
+                   "train-00000-of-00002.array_record": 4096, "train-00001-of-00002.array_record": 2048},
       failed_clips=(FailedClip("d", "permanent/http_404"),), label_map=LABELS, melspec_mean=-3.5, melspec_std=2.0,
       clips_without_audio=("c",),
       build_options={"clips_per_shard": 2}, request_fingerprint="ab" * 32, extra_label_maps={"toy_verb": EXTRA}, previous_build="/old",
@@ -37,7 +39,7 @@ def test_json_round_trip_in_the_documented_order():
   document = manifest.to_json_dict()
   assert list(document) == ["manifest_version", "dataset", "split", "schema_version", "contract", "build_options",
                             "request_fingerprint", "counts", "melspec_mean", "melspec_std", "clips_without_audio", "shards",
-                            "shard_clip_ids", "failed_clips",
+                            "shard_clip_ids", "shard_sizes", "failed_clips",
                             "label_map", "versions", "created", "previous_build", "label_maps"]
   assert document["counts"] == {"requested": 4, "written": 3, "failed": 1,
                                 "failed_by_reason": {"permanent/http_404": 1}}
@@ -57,6 +59,11 @@ def test_json_round_trip_in_the_documented_order():
 def test_nothing_lost_is_part_of_the_record(changes, match):
   with pytest.raises(NothingLostError, match=match):
     _manifest(**changes)
+
+
+def test_sizes_are_of_shards_only():
+  with pytest.raises(ManifestError, match=r"sizes of files that are not shards: \['elsewhere'\]"):
+    _manifest(shard_sizes={"elsewhere": 1})
 
 
 def test_documents_that_are_not_this_manifest_are_refused():

@@ -116,7 +116,8 @@ def open_shards(manifest: manifest_lib.BuildManifest, file_format: str, verify_e
   if file_format == layout.ARRAYRECORD:
     shards = grain_input.ArrayRecordShards(manifest.shard_paths(layout.ARRAYRECORD), verify_every_read)
   elif file_format == layout.TFRECORD:
-    shards = tfdata_input.TFRecordShards(manifest.shard_paths(layout.TFRECORD))
+    sizes, counts = manifest.shard_sizes_and_counts(layout.TFRECORD) or (None, None)
+    shards = tfdata_input.TFRecordShards(manifest.shard_paths(layout.TFRECORD), sizes=sizes, counts=counts)
   else:
     raise ConfigError(f"config.data.format must be one of {layout.FORMATS}, got {file_format!r}")
   if manifest.num_records != len(shards):

@@ -85,6 +85,21 @@ class BuildManifest:
     return [build.path(name) for name in names]
 
 
+  def shard_sizes_and_counts(self, file_format: str) -> Optional[tuple[list[int], list[int]]]:
+    """(bytes, records) of each shard of `file_format` as the build wrote them; None if the manifest lacks sizes.
+
+    The i-th shard of every format holds the same records, listed under one
+    format's name (shared.manifest.Manifest.shard_clip_ids).
+    """
+    names = self.manifest.shards.get(file_format, ())
+    sizes = [self.manifest.shard_sizes.get(name) for name in names]
+    listed = next((self.manifest.shards[fmt] for fmt in self.manifest.shards
+                   if self.manifest.shards[fmt] and self.manifest.shards[fmt][0] in self.manifest.shard_clip_ids), None)
+    if not names or None in sizes or listed is None or len(listed) != len(names):
+      return None
+    return sizes, [len(self.manifest.shard_clip_ids[name]) for name in listed]
+
+
 def checked(manifest: Manifest, directory: str) -> BuildManifest:
   """A manifest the trainer can use, or the reason it cannot.
 

@@ -100,7 +100,7 @@ def write_build(out_dir: str, clips: Sequence[records.ClipRecord], *, dataset: s
   prefix = f"{dataset}-{split}"
   bounds = np.linspace(0, len(serialized), num_shards + 1).astype(int)
   shards: dict[str, list[str]] = {fmt: [] for fmt in formats}
-  shard_clip_ids = {}
+  shard_clip_ids, shard_sizes = {}, {}
   for shard in range(num_shards):
     chunk = serialized[bounds[shard]:bounds[shard + 1]]
     for fmt in formats:
@@ -108,12 +108,13 @@ def write_build(out_dir: str, clips: Sequence[records.ClipRecord], *, dataset: s
       write = records.write_tfrecord if fmt == layout.TFRECORD else records.write_array_record
       write(build.path(name), chunk)
       shards[fmt].append(name)
+      shard_sizes[name] = files.size(build.path(name))
     listed = shards[layout.TFRECORD if layout.TFRECORD in formats else formats[0]][-1]
     shard_clip_ids[listed] = tuple(clip.clip_id for clip in clips[bounds[shard]:bounds[shard + 1]])
   values = np.concatenate([np.asarray(clip.melspec).reshape(-1) for clip in clips]).astype(np.float64)
   manifest = Manifest(
       dataset=dataset, split=split, requested=len(serialized), shards={k: tuple(v) for k, v in shards.items()},
-      shard_clip_ids=shard_clip_ids, failed_clips=(), label_map=label_map, melspec_mean=float(values.mean()),
+      shard_clip_ids=shard_clip_ids, shard_sizes=shard_sizes, failed_clips=(), label_map=label_map, melspec_mean=float(values.mean()),
       melspec_std=float(values.std()), build_options={"num_shards": num_shards, "formats": ",".join(formats)},
       extra_label_maps=dict(extra_label_maps or {}))
   write_manifest(out_dir, manifest)

@@ -31,6 +31,12 @@ def test_a_gcs_build_missing_records_is_refused(gcs, gcs_build):
                                              formats=(layout.TFRECORD,))
   shard = files.join(damaged, manifest.shards[layout.TFRECORD][0])
   files.write_bytes(shard, b"")  # its records lost
+  with pytest.raises(grain_input.ShardError, match=rf"{shard}: 0 bytes, the build's manifest says \d+"):
+    input_pipeline.open_shards(manifest_lib.read_manifest(damaged), layout.TFRECORD)
+  # A manifest from before shard sizes were recorded: the records are counted instead.
+  document = files.read_json(files.join(damaged, "manifest.json"))
+  del document["shard_sizes"]
+  files.write_json(files.join(damaged, "manifest.json"), document)
   with pytest.raises(grain_input.ShardError, match=r"manifest counts 6 records, the tfrecord shards hold 3"):
     input_pipeline.open_shards(manifest_lib.read_manifest(damaged), layout.TFRECORD)
 
