@@ -551,7 +551,9 @@ def import_checkpoint(checkpoint: str, config: ml_collections.ConfigDict, out_di
 
 
 def main(argv) -> None:
-  from absl import app, flags
+  from absl import app, flags, logging
+
+  logging.set_verbosity(logging.WARNING)  # orbax reports every file it writes at INFO
 
   if len(argv) != 2:
     raise app.UsageError("give exactly one CHECKPOINT (a Scenic checkpoint file or a directory of them)")

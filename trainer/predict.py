@@ -340,8 +340,11 @@ def run(config: ml_collections.ConfigDict, checkpoint: str, inputs: Sequence[str
   predictions = []
   for text in inputs:
     prediction = predictor.predict(text, top_k=top_k, url_template=url_template, max_seconds=max_seconds)
-    outcome = prediction.error or f"{prediction.crops} crop(s) of {prediction.span_s[0]:g}-{prediction.span_s[1]:g} s"
-    print(f"predict: {text}: {outcome}", file=log, flush=True)
+    if prediction.error is not None:
+      print(f"predict: cannot classify {prediction.error}", file=log, flush=True)
+    else:
+      print(f"predict: {text}: {prediction.crops} crop(s) of {prediction.span_s[0]:g}-{prediction.span_s[1]:g} s",
+            file=log, flush=True)
     predictions.append(prediction)
     if as_json:
       print(json.dumps(prediction.to_json_dict()), file=out, flush=True)
@@ -354,8 +357,9 @@ def run(config: ml_collections.ConfigDict, checkpoint: str, inputs: Sequence[str
 
 
 def main(argv) -> None:
-  from absl import app, flags
+  from absl import app, flags, logging
 
+  logging.set_verbosity(logging.WARNING)  # orbax reports every file it opens at INFO
   values = flags.FLAGS
   if len(argv) < 2:
     raise app.UsageError("give at least one INPUT (a media file, an http(s) URL or yt:VIDEO_ID, optionally "
