@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 from typing import Any, Callable, Mapping, Optional
 
@@ -443,11 +442,6 @@ def convert_parameters(scenic: Mapping[str, np.ndarray], config: ml_collections.
 # ---------------------------------------------------------------------------
 # Writing our checkpoint.
 # ---------------------------------------------------------------------------
-def _absolute(path: str) -> str:
-  """orbax wants absolute paths; gs:// ones already are."""
-  return path if "://" in path else os.path.abspath(path)
-
-
 def save_parameters(workdir: str, step: int, params: Mapping[str, Any]) -> str:
   """Writes WORKDIR/checkpoints/STEP with the item 'state' = {'step', 'params'}; returns its path.
 
@@ -457,7 +451,7 @@ def save_parameters(workdir: str, step: int, params: Mapping[str, Any]) -> str:
   """
   import orbax.checkpoint as ocp
 
-  directory = files.join(_absolute(workdir), "checkpoints")
+  directory = files.join(files.absolute(workdir), "checkpoints")  # orbax refuses relative paths
   manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=True),
                                   item_names=("state",))
   try:
@@ -468,7 +462,7 @@ def save_parameters(workdir: str, step: int, params: Mapping[str, Any]) -> str:
     manager.wait_until_finished()
   finally:
     manager.close()
-  return files.join(directory, str(step))
+  return files.join(files.join(workdir, "checkpoints"), str(step))
 
 
 def _write_text(path: str, text: str) -> None:

@@ -391,8 +391,8 @@ def get_config():
 """
 
 
-def test_command_line_import_then_evaluation_gives_scenics_scores(tmp_path):
-  """The documented commands: import with the CLI, evaluate with trainer.evaluate on a build."""
+def test_command_line_import_then_evaluation_gives_scenics_scores(tmp_path, monkeypatch):
+  """The documented commands: import with the CLI, evaluate with trainer.evaluate on a build (relative paths)."""
   model = CASES["bottleneck_gap_tubelets"]
   params = scenic_parameters(model)
   checkpoint = write_scenic_checkpoint(tmp_path / "scenic", params, step=500)
@@ -406,17 +406,18 @@ def test_command_line_import_then_evaluation_gives_scenics_scores(tmp_path):
     json.dump(json.load(open(os.path.join(build, "manifest.json")))["label_map"], f)
 
   out = tmp_path / "imported"
-  command = [sys.executable, "-m", "trainer.import_scenic", checkpoint, f"--config={config_path}", f"--out={out}",
+  command = [sys.executable, "-m", "trainer.import_scenic", checkpoint, f"--config={config_path}", "--out=imported",
              f"--label_map={label_map}"]
-  done = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True,
-                        timeout=300)
+  done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True,
+                        text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]
   assert re.search(r"tokenizer_rgb/projection/kernel \[2, 16, 16, 3, 32\] +<- embedding/kernel \[2, 16, 16, 3, 32\]",
                    done.stdout), done.stdout
   assert os.path.exists(out / "label_map.json") and os.path.exists(out / "config.json")
 
   config = our_config(model)
-  results = evaluate.evaluate_checkpoints(config, str(out), split_dir=build)
+  monkeypatch.chdir(tmp_path)
+  results = evaluate.evaluate_checkpoints(config, "imported", split_dir=build)
   assert [r["step"] for r in results] == [500]
 
   # Scenic's forward pass over the very inputs the evaluation saw, crops averaged.
