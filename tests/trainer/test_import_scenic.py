@@ -294,7 +294,7 @@ def test_imported_model_computes_scenics_forward_pass(case, tmp_path):
   inputs = random_inputs(model)
   logits, _ = build_model(config.model).apply({"params": ours}, inputs, train=False)
   expected = scenic_logits(params, model, inputs.get("rgb"), inputs.get("spectrogram"))
-  np.testing.assert_allclose(np.asarray(logits), expected, rtol=2e-5, atol=2e-5)
+  np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-5, atol=5e-6)  # measured: at most 7e-7
   # The weights do matter: another draw gives other logits.
   assert np.abs(expected - scenic_logits(scenic_parameters(model, seed=5), model, inputs.get("rgb"),
                                          inputs.get("spectrogram"))).max() > 1e-2
