@@ -17,7 +17,10 @@ evaluation's preprocessing (trainer/data/preprocess.py: short-side resize,
 centre crop, the window's frames and log-mel rows, normalisation) and
 multi-crop test: config.data.num_test_crops windows spread over a clip longer
 than the window (4 in the paper), one window otherwise, logits averaged.
-Scores are sigmoids for AudioSet (multi-label), softmaxes otherwise.
+Scores are sigmoids for AudioSet (multi-label), softmaxes otherwise. Media
+without an audio stream is read as silence and media without a video stream
+as black frames, as a build of local files stores them (the output names the
+missing stream); an input with none of the model's modalities is an error.
 
 Labels and log-mel statistics, in this order:
   1. --build DIR: a build's manifest.json (its label map, log-mel mean and
@@ -51,11 +54,13 @@ from shared import contract, files, records
 from shared.media import decode, errors as media_errors, logmel
 from trainer import evaluate
 from trainer.data import input_pipeline, manifest as manifest_lib, preprocess, sampling
+from trainer.models.config import RGB, SPECTROGRAM
 from trainer.predict_inputs import DEFAULT_URL_TEMPLATE, YOUTUBE, InputError, MediaInput, fetch_youtube, \
     media_clock, parse_input
 
 LABEL_MAP_NAME = "label_map.json"  # stored with a checkpoint (trainer.import_scenic writes it)
 SINGLE_HEAD = ""  # the head name of single-head models in per-head results
+MODALITY_STREAMS = {RGB: "video", SPECTROGRAM: "audio"}  # the stream each modality is read from
 
 
 class PredictError(ValueError):
@@ -91,12 +96,15 @@ class Prediction:
     span_s: (start, end) read, in seconds of the source.
     crops: windows averaged.
     top: head -> [(class index, label, score), ...] best first.
+    missing: the streams the media has not got ("audio": silence was read,
+      "video": black frames), as a build records them (has_audio, has_video).
     error: why the input could not be classified (then `top` is empty).
   """
 
   input: str
   span_s: Optional[tuple[float, float]] = None
   crops: int = 0
+  missing: tuple[str, ...] = ()
   top: dict[str, list[tuple[int, str, float]]] = dataclasses.field(default_factory=dict)
   error: Optional[str] = None
 
@@ -106,7 +114,8 @@ class Prediction:
     heads = {head or "predictions": [{"rank": rank, "index": index, "label": label, "score": round(score, 6)}
                                      for rank, (index, label, score) in enumerate(top, start=1)]
              for head, top in self.top.items()}
-    return {"input": self.input, "span_s": list(self.span_s), "crops": self.crops, **heads}
+    return {"input": self.input, "span_s": list(self.span_s), "crops": self.crops, "missing": list(self.missing),
+            **heads}
 
 
 # ---------------------------------------------------------------------------
@@ -203,30 +212,45 @@ def test_preprocessor(config: ml_collections.ConfigDict, data: InferenceData, nu
 # ---------------------------------------------------------------------------
 # One input: media -> record -> crops -> scores.
 # ---------------------------------------------------------------------------
-def read_clip(media: MediaInput, *, frame_short_side: int, url_template: str, max_seconds: float,
-              work_dir: str) -> tuple[bytes, tuple[float, float], int]:
-  """Decodes an input's span as a build would.
+@dataclasses.dataclass(frozen=True)
+class ClipRead:
+  """An input's span decoded as a build decodes a clip.
 
-  Returns:
-    (serialized record, (start, end) in seconds of the source, frames).
+  Attributes:
+    serialized: the record a build would write for it (without labels).
+    span_s: (start, end) in seconds of the source.
+    num_frames: frames in the record.
+    missing: the streams the media has not got ("audio", "video").
   """
-  location, offset = media.location, 0.0
+
+  serialized: bytes
+  span_s: tuple[float, float]
+  num_frames: int
+  missing: tuple[str, ...]
+
+
+def read_clip(media: MediaInput, *, frame_short_side: int, url_template: str, max_seconds: float,
+              work_dir: str) -> ClipRead:
+  """Decodes an input's span as a build would."""
+  location, clock_origin_s = media.location, None
   if media.kind == YOUTUBE:
     location = fetch_youtube(media, url_template, work_dir)
-    if media.end_s is not None:  # a section keeps the source's clock; the decoder counts from the file's start
-      offset, _ = media_clock(location)
+    if media.end_s is not None:
+      # A section keeps the source's clock in its timestamps: decoded as the builds decode theirs.
+      clock_origin_s = 0.0
   start, end = media.start_s, media.end_s
   if end is None:
     _, duration = media_clock(location)
     if duration is None:
       raise InputError(f"{media.text}: the media does not say how long it is; give a span, @START-END")
-    end = offset + duration
+    end = duration
     if end - start > max_seconds:
       raise InputError(f"{media.text}: {end - start:.1f} s is more than --max_seconds={max_seconds:g}; "
                        "give a span, @START-END")
   options = decode.DecodeOptions(short_side=frame_short_side)
   try:
-    decoded = decode.ClipDecoder(options).decode(location, start - offset, end - offset)
+    # Audio alone is read as local-file builds read it: black frames, has_video False.
+    decoded = decode.ClipDecoder(options).decode(location, start, end, clock_origin_s, require_video=False)
   except (media_errors.MediaError, media_errors.InvalidSpanError) as error:
     raise InputError(f"{media.text}: {error}") from error
   if decoded.decoded_duration_s <= 0:
@@ -236,9 +260,12 @@ def read_clip(media: MediaInput, *, frame_short_side: int, url_template: str, ma
       clip_id="predict", dataset="predict", source_id=media.location, start_s=start, end_s=end,
       jpeg_frames=decoded.jpeg_frames, frame_width=decoded.frame_width, frame_height=decoded.frame_height,
       melspec=logmel.log_mel(decoded.audio), num_audio_samples=int(decoded.audio.shape[0]), label_indices=[],
-      label_names=[], has_audio=decoded.has_audio, decoded_duration_s=decoded.decoded_duration_s,
+      label_names=[], has_audio=decoded.has_audio, has_video=decoded.has_video,
+      decoded_duration_s=decoded.decoded_duration_s,
       source_fps=decoded.source_fps, source_width=decoded.source_width, source_height=decoded.source_height)
-  return records.encode(record), (start, end), len(decoded.jpeg_frames)
+  missing = tuple(name for name, present in (("audio", decoded.has_audio), ("video", decoded.has_video))
+                  if not present)
+  return ClipRead(records.encode(record), (start, end), len(decoded.jpeg_frames), missing)
 
 
 def crops_for(config: ml_collections.ConfigDict, num_frames: int) -> int:
@@ -293,13 +320,16 @@ class Predictor:
     try:
       media = parse_input(text)
       with tempfile.TemporaryDirectory(prefix="mbt_predict_") as work_dir:
-        serialized, span, num_frames = read_clip(media, frame_short_side=self.data.frame_short_side,
-                                                 url_template=url_template, max_seconds=max_seconds,
-                                                 work_dir=work_dir)
+        clip = read_clip(media, frame_short_side=self.data.frame_short_side, url_template=url_template,
+                         max_seconds=max_seconds, work_dir=work_dir)
     except InputError as error:
       return Prediction(input=text, error=str(error))
-    logits, crops = self.logits(serialized, num_frames)
-    prediction = Prediction(input=text, span_s=span, crops=crops)
+    read = {MODALITY_STREAMS[m] for m in self.config.model.modalities} - set(clip.missing)
+    if not read:
+      return Prediction(input=text, error=f"{text}: the media has no {' or '.join(clip.missing)} stream, "
+                                          f"and the model reads nothing else ({', '.join(self.config.model.modalities)})")
+    logits, crops = self.logits(clip.serialized, clip.num_frames)
+    prediction = Prediction(input=text, span_s=clip.span_s, crops=crops, missing=clip.missing)
     for head, scores in scores_of(self.label_kind, logits).items():
       names = self.data.label_maps[head]
       best = np.argsort(-scores, kind="stable")[:top_k]
@@ -343,8 +373,10 @@ def run(config: ml_collections.ConfigDict, checkpoint: str, inputs: Sequence[str
     if prediction.error is not None:
       print(f"predict: cannot classify {prediction.error}", file=log, flush=True)
     else:
-      print(f"predict: {text}: {prediction.crops} crop(s) of {prediction.span_s[0]:g}-{prediction.span_s[1]:g} s",
-            file=log, flush=True)
+      without = "".join(f", no {stream} stream ({'black frames' if stream == 'video' else 'silence'})"
+                        for stream in prediction.missing)
+      print(f"predict: {text}: {prediction.crops} crop(s) of {prediction.span_s[0]:g}-{prediction.span_s[1]:g} s"
+            f"{without}", file=log, flush=True)
     predictions.append(prediction)
     if as_json:
       print(json.dumps(prediction.to_json_dict()), file=out, flush=True)

@@ -22,8 +22,9 @@ belongs to the input (URLs may hold one).
 YouTube ids go through a URL template, https://www.youtube.com/watch?v={ytid}
 by default; tests and mirrors point it at a local server instead. Section
 downloads keep the source's clock in the file (ffmpeg's -copyts
--start_at_zero, as the builds do), so second t of the source is at t minus
-the file's start time, whatever keyframe the cut snapped to.
+-start_at_zero, as the builds do), so second t of the source is presentation
+time t in the file, whatever keyframe the cut snapped to: trainer.predict
+decodes it with clock_origin_s=0, as the builds decode their sections.
 """
 
 from __future__ import annotations

@@ -75,6 +75,8 @@ def media(tmp_path_factory):
       "short": generator.write_clip(str(root / "short.webm"),
                                     generator.ClipSpec(duration_s=0.6, container="webm", **spec)).path,
   }
+  paths["audio"] = generator.write_clip(str(root / "audio.m4a"),
+                                       generator.ClipSpec(duration_s=2.0, container="mp4", video=False, **spec)).path
   (root / "fake.mp4").write_text("<html><body>This video is not available.</body></html>\n")
   paths["fake"] = str(root / "fake.mp4")
   return paths
@@ -85,11 +87,12 @@ def predictor(checkpoint):
   return predict.Predictor(tiny_config(), checkpoint)
 
 
-def evaluation_scores(config, checkpoint: str, path: str, start: float, end: float, tmp_path) -> np.ndarray:
+def evaluation_scores(config, checkpoint: str, path: str, start: float, end: float, tmp_path,
+                      require_video: bool = True) -> np.ndarray:
   """Softmax of the evaluation's crop-averaged logits for the clip a build makes of [start, end)."""
   request = ClipRequest(dataset="vggsound", clip_id="yt_test0000000_000000500", source_id="test0000000",
                         start_s=start, end_s=end, label_indices=(0,), label_names=(NAMES[0],))
-  decoded = decode.ClipDecoder().decode(path, start, end)
+  decoded = decode.ClipDecoder().decode(path, start, end, require_video=require_video)
   record = make_record(FetchedClip(request=request, media_path=path, media_start_s=start), decoded)
   build = str(tmp_path / "build")
   synthetic.write_build(build, [record], dataset="vggsound", split="test",
@@ -123,6 +126,27 @@ def test_whole_file_short_clip_takes_one_crop(predictor, media):
   assert prediction.error is None, prediction.error
   assert prediction.crops == 1 and prediction.span_s[0] == 0.0 and prediction.span_s[1] == pytest.approx(0.6, abs=0.05)
   assert len(prediction.top[""]) == 2
+
+
+def test_audio_alone_is_scored_as_a_local_files_build_stores_it(predictor, checkpoint, media, tmp_path):
+  # No video stream: black frames and has_video False, the record a build of local files writes for it.
+  prediction = predictor.predict(f"{media['audio']}@0.2-1.8", top_k=4)
+  assert prediction.error is None, prediction.error
+  assert prediction.missing == ("video",) and prediction.to_json_dict()["missing"] == ["video"]
+  expected = evaluation_scores(tiny_config(), checkpoint, media["audio"], 0.2, 1.8, tmp_path, require_video=False)
+  scores = by_label(prediction)
+  np.testing.assert_allclose([scores[name] for name in NAMES], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_media_without_any_of_the_models_modalities_is_an_error(media, tmp_path):
+  config = tiny.get_config("vggsound,video")
+  config.data.melspec_mean, config.data.melspec_std = MEL_MEAN, MEL_STD
+  workdir = str(tmp_path / "video_only")
+  import_scenic.save_parameters(workdir, 1, random_params(config))
+  with open(os.path.join(workdir, predict.LABEL_MAP_NAME), "w") as f:
+    json.dump(contract.LabelMap.from_names("vggsound", NAMES).to_json_dict(), f)
+  prediction = predict.Predictor(config, workdir).predict(media["audio"])
+  assert prediction.top == {} and "no video stream" in prediction.error and "rgb" in prediction.error
 
 
 def test_url_and_youtube_id_from_the_local_server_score_like_the_file(predictor, media):
