@@ -5,7 +5,10 @@ The media server on 127.0.0.1 stands in for YouTube: every id is served at
 (404) and one whose "video" is an HTML page. The build is the real
 ``pipelines.build_vggsound`` (yt-dlp section downloads, Beam's local runner on
 every core, FFmpeg decoding) writing TFRecord and ArrayRecord shards, a
-manifest and a failure ledger for each split.
+manifest and a failure ledger for each task and split, into
+``BUILDS/TASK/SPLIT``. Both tasks label the same clips, so the second task's
+build reuses the sections the first one downloaded (``--media_dir``) and only
+decodes and writes.
 """
 
 from __future__ import annotations
@@ -30,15 +33,24 @@ def serve(dataset: DemoDataset) -> MediaServer:
   return server
 
 
-def build_splits(dataset: DemoDataset, builds_dir: str, *, frame_short_side: int,
-                 beam_args: Sequence[str] = ()) -> dict[str, dict]:
-  """Runs build_vggsound for each split; returns split -> manifest."""
-  manifests = {}
+def split_dir(builds_dir: str, task: str, split: str) -> str:
+  """Where the build of one task's split lies."""
+  return os.path.join(builds_dir, task, split)
+
+
+def build_tasks(dataset: DemoDataset, builds_dir: str, tasks: Sequence[str], *, frame_short_side: int,
+                beam_args: Sequence[str] = ()) -> dict[str, dict[str, dict]]:
+  """Runs build_vggsound for each task and split; returns task -> split -> manifest."""
+  manifests: dict[str, dict[str, dict]] = {}
   with serve(dataset) as server:
-    for split in SPLITS:
-      manifests[split] = build_vggsound.run([
-          "--csv", dataset.annotations, "--split", split, "--clip_seconds", str(dataset.clip_seconds),
-          "--output_dir", os.path.join(builds_dir, split), "--url_template", server.base_url + "/{ytid}",
-          "--frame_short_side", str(frame_short_side), "--clips_per_shard", "32",
-          "--max_attempts", "2", "--retry_base_delay", "0.2", "--progress_interval", "10", *beam_args])
+    for task in tasks:
+      manifests[task] = {}
+      for split in SPLITS:
+        media_dir = os.path.join(builds_dir, "media", split)  # shared by the tasks: one download per clip
+        manifests[task][split] = build_vggsound.run([
+            "--csv", dataset.annotations[task], "--split", split, "--clip_seconds", str(dataset.clip_seconds),
+            "--output_dir", split_dir(builds_dir, task, split), "--media_dir", media_dir,
+            "--url_template", server.base_url + "/{ytid}", "--frame_short_side", str(frame_short_side),
+            "--clips_per_shard", "32", "--max_attempts", "2", "--retry_base_delay", "0.2",
+            "--progress_interval", "10", *beam_args])
   return manifests

@@ -1,22 +1,30 @@
-"""A synthetic audio-visual dataset whose labels need both modalities.
+"""A synthetic audio-visual dataset with two labellings: factorised and interaction.
 
 Every clip has two visual and two audio attributes:
 
 * colour of the scene (red or blue) and a moving shape (square or disc);
 * pitch of a tone (low or high) and its rhythm (steady or pulsed).
 
-The label is (colour, pitch): four classes. Shape and rhythm are nuisances.
-Video alone tells the colour but not the pitch, audio the pitch but not the
-colour, so a unimodal model can be right at most half of the time (it can
-only guess the other attribute), and a model that fuses both can be right
-always. That is the gap the end-to-end demo shows between MBT's fusion
-variants and its unimodal baselines.
+Shape and rhythm are nuisances. The same clips carry two tasks:
+
+* factorised: the label is (colour, pitch), four classes. Video alone tells
+  the colour but not the pitch, audio the pitch but not the colour, so a
+  unimodal model is right at most half of the time; late fusion, which adds
+  up per-modality evidence, is enough to be right always.
+* interaction: the label is colour XOR pitch, two classes: "congruent" (red
+  and low, or blue and high) or "incongruent". Each modality alone is
+  independent of the label (chance, 0.5), and so is anything that only adds
+  a function of the video to a function of the audio: late fusion cannot
+  represent XOR (it averages per-modality logits, and with Scenic's
+  per-modality loss each modality's CLS must predict the label alone). Only
+  fusion inside the encoder, where one modality's tokens read the other's,
+  can be right.
 
 Clips are written in VGGSound's form: media files served by the local media
-server under their 11-character ids, and a ``vggsound.csv``-style annotation
-file (``YTID,start_seconds,label,train|test``). Some listed ids have no media
-and one is not media at all, so the build's failure ledger has something to
-say.
+server under their 11-character ids, and one ``vggsound.csv``-style
+annotation file per task (``YTID,start_seconds,label,train|test``). Some
+listed ids have no media and one is not media at all, so the build's failure
+ledger has something to say.
 """
 
 from __future__ import annotations
@@ -35,6 +43,12 @@ PITCHES_HZ = {"low": 400.0, "high": 1600.0}
 SHAPES = ("square", "disc")
 RHYTHMS = ("steady", "pulsed")
 LABELS = tuple(f"{colour}-{pitch}" for colour in COLOURS for pitch in PITCHES_HZ)
+FACTORISED = "factorised"
+INTERACTION = "interaction"
+TASKS = (FACTORISED, INTERACTION)
+# The interaction task's positive pairs: low with red, high with blue.
+CONGRUENT_PAIRS = (("red", "low"), ("blue", "high"))
+INTERACTION_LABELS = ("congruent", "incongruent")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +79,18 @@ class DemoClip:
 
   @property
   def label(self) -> str:
+    """The factorised task's label, (colour, pitch)."""
     return f"{self.colour}-{self.pitch}"
+
+  @property
+  def interaction_label(self) -> str:
+    """The interaction task's label, colour XOR pitch."""
+    return INTERACTION_LABELS[0] if (self.colour, self.pitch) in CONGRUENT_PAIRS else INTERACTION_LABELS[1]
+
+  def label_for(self, task: str) -> str:
+    if task not in TASKS:
+      raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    return self.label if task == FACTORISED else self.interaction_label
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +99,8 @@ class DemoDataset:
 
   Attributes:
     media_dir: the media files, named ``{ytid}.{container}``.
-    annotations: the vggsound.csv-style file listing every clip.
+    annotations: task -> the vggsound.csv-style file listing every clip with
+      that task's labels.
     clips: the clips with media.
     missing_ids: listed ids without media (the server answers 404).
     not_media_ids: listed ids whose file is not media.
@@ -83,7 +109,7 @@ class DemoDataset:
   """
 
   media_dir: str
-  annotations: str
+  annotations: dict[str, str]
   clips: tuple[DemoClip, ...]
   missing_ids: tuple[str, ...]
   not_media_ids: tuple[str, ...]
@@ -151,13 +177,14 @@ def plan_clips(num_clips: int, test_fraction: float = 0.25, seed: int = 0) -> li
   return [dataclasses.replace(c, split="test") if i in test else c for i, c in enumerate(clips)]
 
 
-def write_demo_dataset(directory: str, num_clips: int = 320, *, clip_seconds: float = 3.0, width: int = 96,
+def write_demo_dataset(directory: str, num_clips: int = 320, *, clip_seconds: float = 2.0, width: int = 96,
                        height: int = 72, num_missing: int = 6, test_fraction: float = 0.25, seed: int = 0,
                        progress: Optional[callable] = None) -> DemoDataset:
   """Generates the media and the annotation file under `directory`.
 
   Args:
-    directory: where to write (``media/`` and ``vggsound_demo.csv``).
+    directory: where to write (``media/``, ``vggsound_demo_factorised.csv``
+      and ``vggsound_demo_interaction.csv``).
     num_clips: clips with media; num_missing more are listed without media,
       and one more is listed with a file that is not media.
     clip_seconds: each clip's span; the media run one second before and after.
@@ -190,11 +217,13 @@ def write_demo_dataset(directory: str, num_clips: int = 320, *, clip_seconds: fl
   with open(os.path.join(media_dir, f"{not_media[0]}.mp4"), "w") as f:
     f.write("<html><body>This video is not available.</body></html>\n")
 
-  annotations = os.path.join(directory, "vggsound_demo.csv")
-  with open(annotations, "w", newline="") as f:
-    writer = csv.writer(f)
-    for clip in list(clips) + list(extra):
-      writer.writerow([clip.ytid, start_s, clip.label, clip.split])
+  annotations = {}
+  for task in TASKS:
+    annotations[task] = os.path.join(directory, f"vggsound_demo_{task}.csv")
+    with open(annotations[task], "w", newline="") as f:
+      writer = csv.writer(f)
+      for clip in list(clips) + list(extra):
+        writer.writerow([clip.ytid, start_s, clip.label_for(task), clip.split])
   return DemoDataset(media_dir=media_dir, annotations=annotations, clips=tuple(clips), missing_ids=missing,
                      not_media_ids=not_media, start_s=start_s, clip_seconds=clip_seconds)
 

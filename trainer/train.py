@@ -162,7 +162,7 @@ def initial_state(config: ml_collections.ConfigDict, model, optimizer, inputs: d
     from trainer.models.vit_init import init_from_vit
 
     params, report = init_from_vit(jax.device_get(state["params"]), files.absolute(config.init_from_vit),
-                                   config.model)
+                                   config.model, config.get("vit_init"))
     say(str(report).splitlines()[0])
     state["params"] = jax.device_put(params, replicated)
     state["opt_state"] = jax.jit(optimizer.init, out_shardings=replicated)(state["params"])

@@ -47,7 +47,9 @@ alone (``require_video=False``): then the frames are black squares
 
 Files on an object store (``gs://``) are read through shared.files, a seekable
 file object that FFmpeg seeks in like a local file: only what the span needs
-(and the container's index) is fetched, never the whole video.
+(and the container's index) is fetched, never the whole video. An http(s)
+URL goes to FFmpeg as it is: FFmpeg reads it itself, seeking with Range
+requests (Beam has no file system for it).
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ _SEEK_RETRY_BACKOFF_S = (1.0, 4.0, 16.0)
 # After a seek, encoded frames are held back until the audio shows the seek
 # did not land after the span; past this many (10 s) they go out regardless.
 _MAX_UNCONFIRMED_FRAMES = 10 * contract.VIDEO_FPS
+# URL schemes FFmpeg opens itself; every other scheme is an object store, read through shared.files.
+_FFMPEG_URL_SCHEMES = ("http://", "https://")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,7 +326,7 @@ class ClipDecoder:
     """Decodes [start_s, end_s) of `path`; see the module docstring.
 
     Args:
-      path: a media file FFmpeg can read, local or on an object store (gs://).
+      path: a media file FFmpeg can read: local, on an object store (gs://) or at an http(s) URL.
       start_s: span start, seconds on the span's clock, >= 0.
       end_s: span end, seconds, > start_s. May lie past the end of the media.
       clock_origin_s: the presentation time (seconds) of the clock's zero;
@@ -366,7 +370,7 @@ class ClipDecoder:
     """The open container (closed, and its remote file with it, when the block ends)."""
     with contextlib.ExitStack() as opened:
       source = str(path)
-      if files.is_remote(source):
+      if files.is_remote(source) and not source.lower().startswith(_FFMPEG_URL_SCHEMES):
         try:
           source = opened.enter_context(files.open_read(source))
         except Exception as e:  # noqa: BLE001 (each object store raises its own: missing, no permission)

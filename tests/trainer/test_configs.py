@@ -10,7 +10,7 @@ from ml_collections import config_flags
 from trainer.configs import common
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIGS = ("audioset_as500k", "audioset_mini", "vggsound", "epic_kitchens", "tiny")
+CONFIGS = ("audioset_as500k", "audioset_mini", "vggsound", "epic_kitchens", "tiny", "scenic_mbt_b16x2")
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -47,6 +47,23 @@ def test_paper_hyperparameters(name, classes, expected):
     assert config.model.num_frames == 32 and config.data.frame_stride == 1.0
   else:
     assert config.model.num_frames == 8 and config.model.spectrogram_rows == 800
+
+
+def test_scenic_zoo_config_is_mbt_b16x2():
+  from trainer.configs import scenic_mbt_b16x2
+  from trainer.data import input_pipeline
+  from trainer.models import token_grids
+
+  config = scenic_mbt_b16x2.get_config()
+  model = config.model
+  assert (model.hidden_size, model.num_layers, model.classifier, model.share_encoder) == (768, 12, "gap", False)
+  assert (model.fusion_type, model.fusion_layer, model.num_bottleneck_tokens) == ("bottleneck", 8, 4)
+  assert token_grids(model) == {"rgb": (16, 14, 14), "spectrogram": (1, 50, 8)}  # 2x16x16 tubelets of 32 frames
+  window = input_pipeline.window_spec(config)
+  assert (window.num_frames, window.frame_stride, window.spectrogram_rows) == (32, 2.0, 800)
+  assert (config.data.melspec_mean, config.data.melspec_std) == (1.102, 2.762)
+  for expected in ("30.9", "27.0", "43.9", "44.0", "33.9", "52.3", "trainer.import_scenic"):
+    assert expected in scenic_mbt_b16x2.__doc__
 
 
 def test_command_line_overrides():

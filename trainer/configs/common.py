@@ -74,6 +74,9 @@ def paper_config(dataset: str, variant: str, *, num_classes: int = 0, class_head
       num_frames=num_frames, audio_seconds=window_seconds, **{"stochastic_depth_rate": 0.3, **model_overrides})
   config.model.spectrogram_rows = (config.data.get_ref("window_seconds") * 100).to_int()
   config.init_from_vit = config_dict.placeholder(str)  # ViT ImageNet-21k .npz (vision_transformer format)
+  # Initialisation choices (trainer/models/vit_init.py): this project's defaults; Scenic's are
+  # fusion_tokens='posemb' (from the ViT positional table) and spectrogram_cls='zeros'.
+  config.vit_init = ml_collections.ConfigDict(dict(fusion_tokens="normal", spectrogram_cls="vit"))
 
   # Optimisation: SGD momentum 0.9, lr 0.5, 2.5 warmup epochs then cosine, 50 epochs, batch 64, clip 1.
   config.batch_size = 64  # global, over all hosts and devices

@@ -11,7 +11,11 @@ branch is smaller in expectation than at evaluation); each modality has its
 own final LayerNorm (Scenic applies one 'encoder_norm' to all tokens); the
 spectrogram is one channel with the RGB patch kernel summed over channels
 (Scenic repeats it to three channels); bottleneck fusion uses exactly B fusion
-tokens (Scenic adds one more when the classifier is 'token').
+tokens (Scenic adds one more when the classifier is 'token'); self-attention
+fusion has one block per modality below L_f (Scenic shares one block in every
+layer: `share_encoder=True`); each modality's CLS is classified (Scenic's
+MBT-B/16x2 config pools all tokens instead: `classifier='gap'`).
+`trainer.import_scenic` maps Scenic's checkpoints onto these parameters.
 """
 
 from trainer.models.config import (

@@ -10,6 +10,11 @@ A model config is an `ml_collections.ConfigDict` made by `get_model_config`
     `VIT_SIZES[size]` (ViT-B: 768 / 12 / 3072 / 12).
   fusion_type: 'bottleneck', 'self_attention', 'cross_attention' or 'late'
     (paper sec. 3.2). 'late' never fuses inside the encoder.
+  share_encoder: False (the paper's layout): one block per modality below
+    L_f. True: Scenic's `share_encoder`, one block per layer shared by all
+    modalities in EVERY layer, below L_f too (each modality still runs alone
+    there); Scenic's self-attention model is self_attention with this on.
+    Only with 'self_attention' or 'late'.
   fusion_layer: L_f. Layers < L_f are unimodal, layers >= L_f use the fusion
     type; 0 is early fusion, num_layers is late fusion.
   num_bottleneck_tokens: B, fusion tokens of bottleneck fusion (paper: 4).
@@ -47,6 +52,11 @@ A model config is an `ml_collections.ConfigDict` made by `get_model_config`
     kernel on GPU in bfloat16, XLA elsewhere) wherever the attention weights
     are not returned; False always takes the explicit einsum / softmax path
     (benchmarks). Same outputs either way.
+  classifier: 'token' (the paper's): each modality's CLS token goes through
+    the shared classifier and the logits are averaged. 'gap': Scenic's
+    classifier='gap', no CLS tokens; the mean of every final modality token
+    (both modalities together, fusion tokens left out) goes through one
+    classifier. Scenic's MBT-B/16x2 config (the model zoo's) uses 'gap'.
 """
 
 from __future__ import annotations
@@ -69,6 +79,11 @@ CROSS_ATTENTION_IMPLS = ("eq6", "scenic")
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 # Backends with native bfloat16 matrix units, where 'auto' means mixed precision.
 BFLOAT16_BACKENDS = ("gpu", "tpu")
+# Fusion types whose layers can share one block between the modalities.
+SHARED_ENCODER_FUSION_TYPES = ("self_attention", "late")
+TOKEN = "token"  # per-modality CLS tokens
+GAP = "gap"  # global average pooling over all modality tokens (Scenic)
+CLASSIFIERS = (TOKEN, GAP)
 
 VIT_SIZES: dict[str, dict[str, int]] = {
     # Small enough for property tests on a 2-core CPU.
@@ -87,6 +102,7 @@ def get_model_config(
     modalities: Sequence[str] = MODALITIES,
     fusion_type: str | None = None,
     fusion_layer: int | None = None,
+    share_encoder: bool = False,
     num_bottleneck_tokens: int = 4,
     cross_attention_impl: str = "eq6",
     num_classes: int = 527,
@@ -99,6 +115,7 @@ def get_model_config(
     attention_dropout_rate: float = 0.0,
     stochastic_depth_rate: float = 0.3,
     zero_init_head: bool = True,
+    classifier: str = TOKEN,
     num_layers: int | None = None,
     compute_dtype: str = "auto",
     fused_attention: bool = True,
@@ -127,6 +144,7 @@ def get_model_config(
     config.num_layers = num_layers
   config.fusion_type = fusion_type
   config.fusion_layer = config.num_layers * 2 // 3 if fusion_layer is None else fusion_layer
+  config.share_encoder = share_encoder
   config.num_bottleneck_tokens = num_bottleneck_tokens
   config.bottleneck_exchange = True
   config.cross_attention_impl = cross_attention_impl
@@ -144,6 +162,7 @@ def get_model_config(
   config.zero_init_head = zero_init_head
   config.compute_dtype = compute_dtype
   config.fused_attention = fused_attention
+  config.classifier = classifier
   validate_model_config(config)
   return config
 
@@ -163,6 +182,13 @@ def validate_model_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"fusion_type must be one of {FUSION_TYPES}, got {config.fusion_type!r}")
   if len(modalities) == 1 and config.fusion_type != "late":
     raise ValueError(f"one modality ({modalities[0]}) has nothing to fuse: use fusion_type='late'")
+  if config.get("share_encoder", False) and config.fusion_type not in SHARED_ENCODER_FUSION_TYPES:
+    raise ValueError(
+        f"share_encoder is Scenic's self-attention layout; it works with fusion_type in "
+        f"{SHARED_ENCODER_FUSION_TYPES}, not {config.fusion_type!r}"
+    )
+  if config.get("classifier", TOKEN) not in CLASSIFIERS:
+    raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {config.classifier!r}")
   if not 0 <= config.fusion_layer <= config.num_layers:
     raise ValueError(f"fusion_layer must be in [0, {config.num_layers}], got {config.fusion_layer}")
   if config.num_bottleneck_tokens < 0:

@@ -12,6 +12,7 @@ from trainer.models.bottleneck_fusion import BottleneckFusionLayer
 from trainer.models.cross_attention_fusion import CrossAttentionFusionLayer
 from trainer.models.encoder_block import LAYER_NORM_EPSILON, EncoderBlock
 from trainer.models.self_attention_fusion import SelfAttentionFusionLayer
+from trainer.models.shared_unimodal_layer import SharedUnimodalLayer
 from trainer.models.stochastic_depth import stochastic_depth_rates
 from trainer.models.token_layout import FUSION_TOKENS, assemble_joint_attention, joint_layout
 from trainer.models.unimodal_layer import UnimodalLayer
@@ -20,11 +21,12 @@ from trainer.models.unimodal_layer import UnimodalLayer
 class Encoder(nn.Module):
   """Runs the modality token streams through L layers (paper sec. 3.3).
 
-  Layer l < L_f is a UnimodalLayer; layer l >= L_f is the fusion layer of
-  `fusion_type` ('late' means L_f = L). Layers are named layer_0 ... and hold
-  one block per modality (named after it), or one block named 'shared' for
-  self-attention fusion. Each modality's tokens end with its own LayerNorm
-  (norm_<modality>).
+  Layer l < L_f is a UnimodalLayer (a SharedUnimodalLayer with
+  share_encoder); layer l >= L_f is the fusion layer of `fusion_type`
+  ('late' means L_f = L). Layers are named layer_0 ... and hold one block per
+  modality (named after it), or one block named 'shared' for self-attention
+  fusion and for every layer with share_encoder. Each modality's tokens end
+  with its own LayerNorm (norm_<modality>).
 
   Attributes:
     modalities: modality names in canonical order.
@@ -33,6 +35,8 @@ class Encoder(nn.Module):
     mlp_dim: MLP width per block.
     fusion_type: 'bottleneck', 'self_attention', 'cross_attention' or 'late'.
     fusion_layer: L_f.
+    share_encoder: one block per layer shared by all modalities in every
+      layer (Scenic's share_encoder; 'self_attention' or 'late' only).
     num_bottleneck_tokens: B, for bottleneck fusion.
     bottleneck_exchange: False cuts the bottleneck (see BottleneckFusionLayer).
     cross_attention_impl: 'eq6' or 'scenic' (see CrossAttentionFusionLayer).
@@ -50,6 +54,7 @@ class Encoder(nn.Module):
   mlp_dim: int
   fusion_type: str = "late"
   fusion_layer: int = 0
+  share_encoder: bool = False
   num_bottleneck_tokens: int = 4
   bottleneck_exchange: bool = True
   cross_attention_impl: str = "eq6"
@@ -71,8 +76,14 @@ class Encoder(nn.Module):
     """Whether the model has bottleneck fusion tokens (some layer fuses through them)."""
     return self.fusion_type == "bottleneck" and self.first_fusion_layer < self.num_layers
 
+  def _unimodal_layer_class(self):
+    """The layer class used below L_f."""
+    return SharedUnimodalLayer if self.share_encoder else UnimodalLayer
+
   def _fusion_layer_class(self):
     """The layer class (with its options bound) used from L_f on."""
+    if self.share_encoder and self.fusion_type not in ("self_attention", "late"):
+      raise ValueError(f"share_encoder works with self_attention or late fusion, not {self.fusion_type!r}")
     return {
         "bottleneck": functools.partial(BottleneckFusionLayer, exchange=self.bottleneck_exchange),
         "self_attention": SelfAttentionFusionLayer,
@@ -114,7 +125,7 @@ class Encoder(nn.Module):
           dtype=self.dtype,
           fused_attention=self.fused_attention,
       )
-      layer_class = UnimodalLayer if layer < self.first_fusion_layer else self._fusion_layer_class()
+      layer_class = self._unimodal_layer_class() if layer < self.first_fusion_layer else self._fusion_layer_class()
       state, rows = layer_class(self.modalities, make_block, name=f"layer_{layer}")(
           state, deterministic=deterministic, return_attention=return_attention)
       layer_rows.append(rows)

@@ -25,7 +25,9 @@ class MBT(nn.Module):
   Each modality is tokenised by its own patch projection, gets its own CLS
   token and positional embedding, then the Encoder runs the streams with the
   configured fusion; each modality's final CLS goes through one shared
-  classifier and the logits are averaged. Build it with `build_model(config)`.
+  classifier and the logits are averaged. With classifier 'gap' (Scenic's)
+  there are no CLS tokens and the mean of all final modality tokens goes
+  through the classifier. Build it with `build_model(config)`.
 
   Attributes:
     modalities: modality names in canonical order ('rgb', 'spectrogram').
@@ -35,6 +37,7 @@ class MBT(nn.Module):
     mlp_dim: MLP width.
     fusion_type: 'bottleneck', 'self_attention', 'cross_attention' or 'late'.
     fusion_layer: L_f.
+    share_encoder: one block per layer for all modalities, in every layer.
     num_bottleneck_tokens: B.
     bottleneck_exchange: False cuts the bottleneck (tests and ablations).
     cross_attention_impl: 'eq6' or 'scenic'.
@@ -51,6 +54,7 @@ class MBT(nn.Module):
       last block (bfloat16 for mixed precision); the final LayerNorms, the
       classifier and the logits are float32, and so are all parameters.
     fused_attention: fused attention kernel unless attention is returned.
+    classifier: 'token' (CLS per modality) or 'gap' (mean of all tokens).
   """
 
   modalities: tuple[str, ...]
@@ -60,6 +64,7 @@ class MBT(nn.Module):
   mlp_dim: int
   fusion_type: str = "bottleneck"
   fusion_layer: int = 8
+  share_encoder: bool = False
   num_bottleneck_tokens: int = 4
   bottleneck_exchange: bool = True
   cross_attention_impl: str = "eq6"
@@ -74,6 +79,7 @@ class MBT(nn.Module):
   zero_init_head: bool = True
   dtype: Any = jnp.float32
   fused_attention: bool = True
+  classifier: str = model_config.TOKEN
 
   def _tokenizer(self, modality: str) -> nn.Module:
     if modality == model_config.RGB:
@@ -99,7 +105,11 @@ class MBT(nn.Module):
       (logits, intermediates). logits: [B, num_classes] averaged over
       modalities, or {head: [B, classes]}. intermediates:
         'logits_per_modality': modality -> logits of that modality's CLS;
-        'cls_embeddings': modality -> [B, d] final (normalised) CLS;
+        'cls_embeddings': modality -> [B, d] final (normalised) CLS
+          (classifier 'token');
+        'pooled_embedding': [B, d] mean of all final modality tokens
+          (classifier 'gap'; every modality's entry of
+          'logits_per_modality' is then the one joint prediction);
         'fusion_tokens': [B, num_bottleneck_tokens, d] final fusion tokens
           (bottleneck fusion only);
         'attention': [B, L, N, N] joint head-averaged attention over the
@@ -115,7 +125,8 @@ class MBT(nn.Module):
     tokens = {}
     for modality in self.modalities:
       embedded = self._tokenizer(modality)(jnp.asarray(inputs[modality], self.dtype))
-      embedded = ClsToken(name=f"cls_{modality}")(embedded)
+      if self.classifier == model_config.TOKEN:
+        embedded = ClsToken(name=f"cls_{modality}")(embedded)
       embedded = PositionalEmbedding(name=f"posembed_{modality}")(embedded)
       tokens[modality] = nn.Dropout(rate=self.dropout_rate)(embedded, deterministic=not train)
 
@@ -126,6 +137,7 @@ class MBT(nn.Module):
         mlp_dim=self.mlp_dim,
         fusion_type=self.fusion_type,
         fusion_layer=self.fusion_layer,
+        share_encoder=self.share_encoder,
         num_bottleneck_tokens=self.num_bottleneck_tokens,
         bottleneck_exchange=self.bottleneck_exchange,
         cross_attention_impl=self.cross_attention_impl,
@@ -137,11 +149,21 @@ class MBT(nn.Module):
         name="encoder",
     )(tokens, deterministic=not train, return_attention=return_attention)
 
-    cls_embeddings = {modality: encoded[modality][:, 0] for modality in self.modalities}
-    logits, logits_per_modality = ClassifierHead(
+    head = ClassifierHead(
         num_classes=self.num_classes, class_heads=self.class_heads, zero_init=self.zero_init_head, name="head"
-    )(cls_embeddings)
-    intermediates: dict[str, Any] = {"logits_per_modality": logits_per_modality, "cls_embeddings": cls_embeddings}
+    )
+    if self.classifier == model_config.TOKEN:
+      cls_embeddings = {modality: encoded[modality][:, 0] for modality in self.modalities}
+      logits, logits_per_modality = head(cls_embeddings)
+      intermediates: dict[str, Any] = {"logits_per_modality": logits_per_modality, "cls_embeddings": cls_embeddings}
+    else:
+      # Scenic's 'gap': one mean over the tokens of all modalities together, so
+      # a modality weighs by its token count. The per-modality loss then sees
+      # the one joint prediction once per modality.
+      pooled = jnp.mean(jnp.concatenate([encoded[modality] for modality in self.modalities], axis=1), axis=1)
+      logits, _ = head({"pooled": pooled})
+      logits_per_modality = {modality: logits for modality in self.modalities}
+      intermediates = {"logits_per_modality": logits_per_modality, "pooled_embedding": pooled}
     if FUSION_TOKENS in encoded:
       intermediates["fusion_tokens"] = encoded[FUSION_TOKENS]
     if attention is not None:
@@ -160,6 +182,7 @@ def build_model(config: ml_collections.ConfigDict) -> MBT:
       mlp_dim=config.mlp_dim,
       fusion_type=config.fusion_type,
       fusion_layer=config.fusion_layer,
+      share_encoder=config.get("share_encoder", False),
       num_bottleneck_tokens=config.num_bottleneck_tokens,
       bottleneck_exchange=config.bottleneck_exchange,
       cross_attention_impl=config.cross_attention_impl,
@@ -174,17 +197,20 @@ def build_model(config: ml_collections.ConfigDict) -> MBT:
       zero_init_head=config.zero_init_head,
       dtype=model_config.compute_dtype(config),
       fused_attention=config.get("fused_attention", True),
+      classifier=config.get("classifier", model_config.TOKEN),
   )
 
 
 def joint_token_groups(config: ml_collections.ConfigDict) -> list[tuple[str, int]]:
   """(group, tokens) in the order of the joint attention matrix, CLS included.
 
-  Modalities in canonical order (each 1 CLS + patches), then the fusion
-  tokens when bottleneck fusion is used below L.
+  Modalities in canonical order (each 1 CLS + patches; patches only with
+  classifier 'gap'), then the fusion tokens when bottleneck fusion is used
+  below L.
   """
   grids = model_config.token_grids(config)
-  groups = [(m, 1 + grids[m][0] * grids[m][1] * grids[m][2]) for m in model_config.MODALITIES if m in grids]
+  cls = 1 if config.get("classifier", model_config.TOKEN) == model_config.TOKEN else 0
+  groups = [(m, cls + grids[m][0] * grids[m][1] * grids[m][2]) for m in model_config.MODALITIES if m in grids]
   fusing = config.fusion_type != "late" and len(groups) > 1 and config.fusion_layer < config.num_layers
   if config.fusion_type == "bottleneck" and fusing:
     groups.append((FUSION_TOKENS, config.num_bottleneck_tokens))

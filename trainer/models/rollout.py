@@ -79,6 +79,8 @@ def rgb_relevance_maps(
   """
   if model_config.RGB not in config.modalities:
     raise ValueError("the model has no RGB stream to map")
+  if config.get("classifier", model_config.TOKEN) != model_config.TOKEN:
+    raise ValueError(f"classifier {config.classifier!r} has no CLS token whose relevance could be mapped")
   layout = joint_layout(joint_token_groups(config))
   expected = max(s.stop for s in layout.values())
   if attention.shape[-1] != expected:

@@ -14,6 +14,7 @@ from PIL import Image
 
 from shared import contract
 from shared.media import decode, errors
+from testsupport.media_server import MediaServer
 
 NTSC = 30000 / 1001
 NTSC_60 = 60000 / 1001
@@ -158,6 +159,16 @@ def test_result_is_complete_and_plain(make_clip):
   assert all(isinstance(jpeg, bytes) for jpeg in decoded.jpeg_frames)
   decoder = pickle.loads(pickle.dumps(decode.ClipDecoder(decode.DecodeOptions(short_side=64))))
   assert decoder.options.short_side == 64
+
+
+def test_an_http_url_is_read_by_ffmpeg_itself_and_decodes_as_the_file(make_clip, check_clip):
+  clip = make_clip(container="mp4", fps=25, duration_s=3.0)
+  with MediaServer(os.path.dirname(clip.path)) as server:
+    url = server.url(os.path.basename(clip.path))
+    decoded = decode.decode_clip(url, 1.1, 2.3)
+    ranged = [r for r in server.requests() if r.range_header is not None]
+  check_clip(clip, decoded, 1.1, 2.3)
+  assert decoded.path == url and ranged  # FFmpeg seeks with Range requests; nothing goes through shared.files
 
 
 # ---------------------------------------------------------------------------

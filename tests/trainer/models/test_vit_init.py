@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from trainer.models.vit_init import init_from_vit, load_vit_checkpoint, resize_grid_bilinear
+from trainer.models.vit_init import VitInitOptions, init_from_vit, load_vit_checkpoint, resize_grid_bilinear
 
 HIDDEN, HEADS, MLP = 32, 2, 64  # The 'tiny' size.
 
@@ -124,7 +124,7 @@ def test_positional_embeddings_are_resized_to_each_grid(tmp_path, tiny_config, i
 
 def test_bilinear_resize_matches_scipy_zoom():
   grid = np.random.default_rng(0).normal(size=(14, 14, 3))
-  for height, width in ((50, 8), (7, 20), (14, 14)):
+  for height, width in ((50, 8), (7, 20), (14, 14), (2, 2), (1, 3), (1, 1)):
     expected = scipy.ndimage.zoom(grid, (height / 14, width / 14, 1), order=1)
     np.testing.assert_allclose(resize_grid_bilinear(grid, height, width), expected, rtol=1e-6, atol=1e-6)
 
@@ -196,3 +196,67 @@ def test_loaded_rgb_stream_computes_the_vit(tmp_path, tiny_config, init_model, r
   grid = scipy.ndimage.zoom(source[1:].reshape(14, 14, HIDDEN), (3 / 14, 3 / 14, 1), order=1).reshape(9, HIDDEN)
   expected = numpy_vit_cls(arrays, image[0, 0].astype(np.float64), np.concatenate([source[:1], grid]), num_blocks=2)
   np.testing.assert_allclose(cls, expected, rtol=1e-4, atol=1e-4)
+
+
+def zoomed(grid: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Scenic's resizing of a [14, 14, d] grid, flattened to [height * width, d]."""
+  return scipy.ndimage.zoom(grid, (height / 14, width / 14, 1), order=1).reshape(height * width, -1)
+
+
+def test_default_init_keeps_fusion_tokens_and_copies_the_spectrogram_cls(tmp_path, tiny_config, init_model):
+  arrays = write_checkpoint(tmp_path / "vit.npz", num_blocks=2)
+  config = tiny_config()
+  _, variables = init_model(config)
+  params, report = init_from_vit(variables["params"], arrays, config, VitInitOptions())
+  loaded = flat(params)
+  np.testing.assert_array_equal(loaded["encoder/fusion_tokens"], flat(variables["params"])["encoder/fusion_tokens"])
+  np.testing.assert_array_equal(loaded["cls_spectrogram/cls"], arrays["cls"])
+  assert "encoder/fusion_tokens" in report.kept_at_init
+
+
+def test_scenic_init_fills_fusion_tokens_from_the_positional_table(tmp_path, tiny_config, init_model):
+  """Scenic's 'token' models have n + 1 fusion tokens: the CLS entry, then the grid at 2 x 2 for n = 4."""
+  arrays = write_checkpoint(tmp_path / "vit.npz", num_blocks=2)
+  posemb = arrays["Transformer/posembed_input/pos_embedding"][0]
+  grid = posemb[1:].reshape(14, 14, HIDDEN)
+  config = tiny_config(num_bottleneck_tokens=5)
+  _, variables = init_model(config)
+  params, report = init_from_vit(variables["params"], arrays, config, {"fusion_tokens": "posemb"})
+  tokens = flat(params)["encoder/fusion_tokens"][0]
+  np.testing.assert_array_equal(tokens[0], posemb[0])
+  np.testing.assert_allclose(tokens[1:], zoomed(grid, 2, 2), rtol=1e-5, atol=1e-6)
+  assert ("encoder/fusion_tokens", "Transformer/posembed_input/pos_embedding",
+          "CLS entry + grid resized to 2x2 (Scenic)") in report.loaded
+  # Without CLS tokens ('gap', Scenic's MBT-B/16x2) the 4 tokens are the 2 x 2 grid alone.
+  gap_config = tiny_config(classifier="gap")
+  _, gap_variables = init_model(gap_config)
+  gap_params, _ = init_from_vit(gap_variables["params"], arrays, gap_config, VitInitOptions.scenic())
+  np.testing.assert_allclose(flat(gap_params)["encoder/fusion_tokens"][0], zoomed(grid, 2, 2), rtol=1e-5, atol=1e-6)
+  rgb_table = flat(gap_params)["posembed_rgb/pos_embedding"][0]
+  assert rgb_table.shape == (8, HIDDEN)  # no CLS entry: (2 frames) x (2 x 2) patches
+  np.testing.assert_allclose(rgb_table, np.tile(zoomed(grid, 2, 2), (2, 1)), rtol=1e-5, atol=1e-6)
+
+
+def test_scenic_init_leaves_the_spectrogram_cls_at_zero(tmp_path, tiny_config, init_model):
+  arrays = write_checkpoint(tmp_path / "vit.npz", num_blocks=2)
+  config = tiny_config()
+  _, variables = init_model(config)  # random values everywhere, the CLS tokens too
+  params, report = init_from_vit(variables["params"], arrays, config, VitInitOptions.scenic())
+  loaded = flat(params)
+  assert np.all(loaded["cls_spectrogram/cls"] == 0)
+  np.testing.assert_array_equal(loaded["cls_rgb/cls"], arrays["cls"])
+  assert "zeros, as Scenic leaves it" in str(report)
+
+
+def test_fusion_tokens_that_form_no_scenic_grid_are_refused(tmp_path, tiny_config, init_model):
+  arrays = write_checkpoint(tmp_path / "vit.npz", num_blocks=2)
+  config = tiny_config(num_bottleneck_tokens=6)  # CLS + 5: no h x w grid with h = floor(sqrt(5))
+  with pytest.raises(ValueError, match="grid"):
+    init_from_vit(init_model(config)[1]["params"], arrays, config, {"fusion_tokens": "posemb"})
+
+
+def test_unknown_init_choices_are_refused():
+  with pytest.raises(ValueError, match="fusion_tokens"):
+    VitInitOptions(fusion_tokens="uniform")
+  with pytest.raises(ValueError, match="spectrogram_cls"):
+    VitInitOptions(spectrogram_cls="ones")
