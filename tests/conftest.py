@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from typing import Iterator
 
 import pytest
 
+from testsupport import gcs_emulator
 from testsupport.gcs_emulator import GcsEmulator
+
+# etils decides once per process, at its first gs:// path, whether TensorFlow's
+# GCS client serves gs:// (it cannot reach the emulator); the suite's answer is
+# no, from the start, whichever test touches gs:// first.
+os.environ[gcs_emulator.EPATH_ENV_VAR] = "false"
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,9 @@ at it every client that can be pointed elsewhere than the real endpoint:
   ``FileSystems`` (and so ``shared.files``), and gcsfs;
 * ``TENSORSTORE_GCS_HTTP_URL``: TensorStore, where orbax writes arrays;
 * ``EPATH_USE_TF=false``: etils' paths, where orbax writes its metadata, take
-  gcsfs instead of TensorFlow's GCS client.
+  gcsfs instead of TensorFlow's GCS client. etils reads it once per process,
+  at its first gs:// path: a process that touched gs:// before the emulator
+  started must have set it already (the test suite sets it in conftest.py).
 
 TensorFlow's own GCS client (``tf.io.gfile``, ``tf.data`` readers, the
 summary writer) has no such setting: it always goes to the real endpoint.
