@@ -531,23 +531,14 @@ class FrameStream:
                                                                                 origin + target)
     confirmed = not seeked
     decoded_any = False
-    decode_errors = 0
+    decode = _PacketDecoder(path, options.max_decode_errors)
     try:
       for packet in container.demux(audio_stream):
         if time.monotonic() > deadline:
           raise errors.DecodeTimeoutError(path, f"decoding took longer than {options.deadline_s} s")
         if audio.done:
           break
-        try:
-          frames = packet.decode()
-        except av.error.ExitError:
-          raise
-        except av.FFmpegError as e:
-          decode_errors += 1
-          if decode_errors > options.max_decode_errors:
-            raise errors.CorruptMediaError(path, f"{decode_errors} packets failed to decode, the last: {e}") from e
-          continue
-        for frame in frames:
+        for frame in decode(packet):
           decoded_any = True
           audio.add(frame)
         if not confirmed and audio.covered_from is not None:
@@ -586,7 +577,7 @@ class FrameStream:
     """
     options, path = self._decoder.options, self._path
     streams = [video_stream] + ([audio_stream] if audio_stream is not None else [])
-    decode_errors = 0
+    decode = _PacketDecoder(path, options.max_decode_errors)
     # Without a seek there is nothing to overshoot; after one, frames wait for the checks.
     video_confirmed = audio_confirmed = seeked_to is None
     audio_confirmed = audio_confirmed or audio is None
@@ -599,18 +590,7 @@ class FrameStream:
         is_video = packet.stream is video_stream
         if selector.done if is_video else audio.done:
           continue
-        try:
-          frames = packet.decode()
-        except av.error.ExitError:
-          raise
-        except av.FFmpegError as e:
-          # A damaged packet (or a partial one right after a seek into MPEG-PS)
-          # costs a frame, as in FFmpeg's own tools; many mean broken data.
-          decode_errors += 1
-          if decode_errors > options.max_decode_errors:
-            raise errors.CorruptMediaError(path, f"{decode_errors} packets failed to decode, the last: {e}") from e
-          continue
-        for frame in frames:
+        for frame in decode(packet):
           if is_video:
             if not video_confirmed:
               _check_video_seek(selector.frame_time(frame), seeked_to, video_stream, origin)
@@ -641,6 +621,28 @@ class FrameStream:
     while selector.ready:
       yield selector.ready.popleft()
     return stream_ended
+
+
+class _PacketDecoder:
+  """A packet's frames, where a packet that fails to decode costs its frames, up to a budget per clip.
+
+  A damaged packet (or a partial one right after a seek into MPEG-PS) costs a
+  frame, as in FFmpeg's own tools; many mean broken data: CorruptMediaError.
+  """
+
+  def __init__(self, path: str, max_errors: int):
+    self._path, self._max_errors, self._errors = path, max_errors, 0
+
+  def __call__(self, packet) -> list:
+    try:
+      return packet.decode()
+    except av.error.ExitError:
+      raise  # a read past its deadline: the caller says so
+    except av.FFmpegError as e:
+      self._errors += 1
+      if self._errors > self._max_errors:
+        raise errors.CorruptMediaError(self._path, f"{self._errors} packets failed to decode, the last: {e}") from e
+      return []
 
 
 def _seek(container, stream, absolute_time: Fraction) -> bool:
