@@ -261,7 +261,9 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
+
+  from trainer import entry_point
   from ml_collections import config_flags
 
   config_flags.DEFINE_config_file("config", None, "Config file (the one used for training).", lock_config=True)
@@ -271,4 +273,4 @@ if __name__ == "__main__":
   flags.DEFINE_string("name", "eval", "Output subdirectory of WORKDIR/eval.")
   flags.DEFINE_bool("force", False, "Re-evaluate checkpoints that already have results.")
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  entry_point.run(main)

@@ -560,7 +560,9 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
+
+  from trainer import entry_point
   from ml_collections import config_flags
 
   config_flags.DEFINE_config_file("config", None, "This project's config of the same model, e.g. "
@@ -568,4 +570,4 @@ if __name__ == "__main__":
   flags.DEFINE_string("out", None, "The new workdir (local or gs://): checkpoints/, config.json, the report.")
   flags.DEFINE_string("label_map", None, "Optional label_map.json (a build's) to store with the checkpoint.")
   flags.mark_flags_as_required(["config", "out"])
-  app.run(main)
+  entry_point.run(main)

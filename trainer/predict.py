@@ -407,7 +407,9 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
+
+  from trainer import entry_point
   from ml_collections import config_flags
 
   config_flags.DEFINE_config_file("config", None, "The config the model was trained or imported with.",
@@ -420,4 +422,4 @@ if __name__ == "__main__":
   flags.DEFINE_string("url_template", DEFAULT_URL_TEMPLATE, "Where YouTube ids are fetched from; {ytid} is the id.")
   flags.DEFINE_float("max_seconds", 120.0, "Longest span read without an explicit @START-END.")
   flags.mark_flags_as_required(["config", "checkpoint"])
-  app.run(main)
+  entry_point.run(main)

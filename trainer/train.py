@@ -53,7 +53,7 @@ import orbax.checkpoint as ocp
 import tensorflow as tf
 
 from shared import files
-from trainer import evaluate, losses
+from trainer import entry_point, evaluate, losses
 from trainer.data import device_ops, input_pipeline, mixup as mixup_lib
 from trainer.models import build_model
 from trainer.tensorboard_log import TensorBoardLog
@@ -366,4 +366,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  entry_point.run(main)
