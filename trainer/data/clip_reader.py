@@ -31,7 +31,7 @@ import numpy as np
 from shared import contract
 from shared import example_proto  # TensorFlow's messages without importing TensorFlow (grain workers)
 from shared.records import RecordError
-from trainer.data.mapped_array_record import MappedRecord
+from trainer.data.mapped_array_record import MappedRecord, decode_varint
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 _STEP_BYTES = contract.MELSPEC_STEP_FLOATS * 4
@@ -62,15 +62,7 @@ def _head_reader(buffer: Serialized):
 
 def _decode_varint(window: bytes, index: int) -> tuple[int, int]:
   """(value, index after it) of the varint at `index` of `window`."""
-  value = shift = 0
-  while index < len(window) and shift <= 63:
-    byte = window[index]
-    index += 1
-    value |= (byte & 0x7F) << shift
-    if byte < 0x80:
-      return value, index
-    shift += 7
-  raise WireFormatError("truncated or overlong varint")
+  return decode_varint(window, index, WireFormatError)
 
 
 def _fields(buffer: Serialized, start: int, end: int):

@@ -58,17 +58,17 @@ def _content_start(position: int) -> int:
   return position - offset + _BLOCK_HEADER if offset < _BLOCK_HEADER else position
 
 
-def _varint(data: bytes, position: int) -> tuple[int, int]:
+def decode_varint(data: bytes, position: int, error: type[Exception] = LayoutError) -> tuple[int, int]:
+  """(value, position after it) of the protobuf varint at `position`; `error` if it is cut short or too long."""
   value = shift = 0
-  while True:
-    if position >= len(data) or shift > 63:
-      raise LayoutError("truncated or overlong varint")
+  while position < len(data) and shift <= 63:
     byte = data[position]
     position += 1
     value |= (byte & 0x7F) << shift
     if byte < 0x80:
       return value, position
     shift += 7
+  raise error("truncated or overlong varint")
 
 
 class MappedRecord:
@@ -209,8 +209,8 @@ class MappedArrayRecordFile:
         prefix, _ = self._content(data, min(32, data_size))
         if records != 1 or not prefix or prefix[0] != 0:
           raise LayoutError(f"the chunk at byte {chunk} is not one uncompressed record")
-        sizes_size, position = _varint(prefix, 1)
-        record_size, after = _varint(prefix, position)
+        sizes_size, position = decode_varint(prefix, 1)
+        record_size, after = decode_varint(prefix, position)
         if after != position + sizes_size or record_size != decoded_size or data_size != after + decoded_size:
           raise LayoutError(f"the chunk at byte {chunk} has inconsistent sizes")
         _, start = self._content(data, after)

@@ -12,7 +12,6 @@ from trainer.models.bottleneck_fusion import BottleneckFusionLayer
 from trainer.models.cross_attention_fusion import CrossAttentionFusionLayer
 from trainer.models.encoder_block import LAYER_NORM_EPSILON, EncoderBlock
 from trainer.models.self_attention_fusion import SelfAttentionFusionLayer
-from trainer.models.shared_unimodal_layer import SharedUnimodalLayer
 from trainer.models.stochastic_depth import stochastic_depth_rates
 from trainer.models.token_layout import FUSION_TOKENS, assemble_joint_attention, joint_layout
 from trainer.models.unimodal_layer import UnimodalLayer
@@ -21,7 +20,7 @@ from trainer.models.unimodal_layer import UnimodalLayer
 class Encoder(nn.Module):
   """Runs the modality token streams through L layers (paper sec. 3.3).
 
-  Layer l < L_f is a UnimodalLayer (a SharedUnimodalLayer with
+  Layer l < L_f is a UnimodalLayer (with one shared block under
   share_encoder); layer l >= L_f is the fusion layer of `fusion_type`
   ('late' means L_f = L). Layers are named layer_0 ... and hold one block per
   modality (named after it), or one block named 'shared' for self-attention
@@ -77,8 +76,8 @@ class Encoder(nn.Module):
     return self.fusion_type == "bottleneck" and self.first_fusion_layer < self.num_layers
 
   def _unimodal_layer_class(self):
-    """The layer class used below L_f."""
-    return SharedUnimodalLayer if self.share_encoder else UnimodalLayer
+    """The layer class (with its options bound) used below L_f."""
+    return functools.partial(UnimodalLayer, share_block=True) if self.share_encoder else UnimodalLayer
 
   def _fusion_layer_class(self):
     """The layer class (with its options bound) used from L_f on."""
