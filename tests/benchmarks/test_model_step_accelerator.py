@@ -12,7 +12,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 @pytest.fixture(scope="module")
-def benchmark():
+def accelerator_benchmark():
   spec = importlib.util.spec_from_file_location("model_step_accelerator",
                                                 os.path.join(REPO, "benchmarks", "model_step_accelerator.py"))
   module = importlib.util.module_from_spec(spec)
@@ -20,9 +20,9 @@ def benchmark():
   return module
 
 
-def test_quick_run_reports_step_time_mfu_and_a_profile_per_variant(benchmark, tmp_path, capsys):
+def test_quick_run_reports_step_time_mfu_and_a_profile_per_variant(accelerator_benchmark, tmp_path, capsys):
   out = tmp_path / "figures.json"
-  assert benchmark.main(["--quick", "--precisions", "bfloat16", "--attention", "fused", "--repeats", "1",
+  assert accelerator_benchmark.main(["--quick", "--precisions", "bfloat16", "--attention", "fused", "--repeats", "1",
                          "--profile_steps", "1", "--json", str(out)]) == 0
   result = json.loads(out.read_text())
   rows = {row["strategy"]: row for row in result["rows"]}
@@ -41,13 +41,13 @@ def test_quick_run_reports_step_time_mfu_and_a_profile_per_variant(benchmark, tm
   assert "x late" in capsys.readouterr().out
 
 
-def test_ratios_are_against_the_same_runs_baselines(benchmark):
+def test_ratios_are_against_the_same_runs_baselines(accelerator_benchmark):
   rows = [{"strategy": s, "precision": p, "attention": a, "step_s": t} for s, p, a, t in [
       ("late", "float32", "explicit", 4.0), ("late", "float32", "fused", 2.0),
       ("late", "bfloat16", "explicit", 2.0), ("late", "bfloat16", "fused", 1.0),
       ("bottleneck", "float32", "explicit", 4.4), ("bottleneck", "bfloat16", "fused", 1.1)]]
   rows.append({"strategy": "bottleneck", "precision": "float32", "attention": "fused", "error": "no kernel"})
-  benchmark.add_ratios(rows)
+  accelerator_benchmark.add_ratios(rows)
   by = {(r["strategy"], r["precision"], r["attention"]): r for r in rows}
   assert by[("bottleneck", "bfloat16", "fused")]["vs_late"] == pytest.approx(1.1)
   assert by[("late", "bfloat16", "fused")]["speedup_bf16_over_fp32"] == pytest.approx(2.0)
@@ -59,6 +59,6 @@ def test_ratios_are_against_the_same_runs_baselines(benchmark):
   assert "vs_late" not in by[("bottleneck", "float32", "fused")]
 
 
-def test_unknown_variants_are_refused(benchmark):
+def test_unknown_variants_are_refused(accelerator_benchmark):
   with pytest.raises(SystemExit):
-    benchmark.parse_args(["--strategies", "early"])
+    accelerator_benchmark.parse_args(["--strategies", "early"])
