@@ -117,8 +117,9 @@ class FetchFromYouTube(beam.PTransform):
                # Downloads are slow and uneven: spread them over workers
                # instead of leaving them fused to the step that made them.
                | "SpreadOverWorkers" >> beam.Reshuffle()
-               | "DownloadSection" >> beam.ParDo(_DownloadFn(self._config, self._ledger_dir, self._verify_by_decoding)).with_outputs(
-                   FAILED, main="fetched"))
+               | "DownloadSection" >> beam.ParDo(
+                   _DownloadFn(self._config, self._ledger_dir, self._verify_by_decoding)).with_outputs(
+                       FAILED, main="fetched"))
     # Once any worker stopped, no suspect failure of this build is trusted as the clip's own.
     stopped = (outputs[FAILED]
                | "StoppedWorkersClips" >> beam.Filter(lambda r: r.reason == Reason.SYSTEMIC.value)
