@@ -14,12 +14,13 @@ from typing import Mapping, NamedTuple, Optional, Union
 
 import apache_beam as beam
 
+from pipelines import shards
 from pipelines.download import ledger
 from pipelines.sources.rows import ClipRequest
 from shared import contract, files, records
 from shared.failures import Reason
 from shared.manifest import ClipOrigin
-from shared.media import decode, errors, logmel
+from shared.media import decode, errors
 
 FAILED = "failed"  # the tag of every stage's failure output
 
@@ -105,29 +106,12 @@ def make_record(fetched: FetchedClip, decoded: decode.DecodedClip) -> records.Cl
   """The record of a decoded clip: features from the media, labels from the request."""
   request = fetched.request
   epic = request.epic
-  return records.ClipRecord(
-      clip_id=request.clip_id,
-      dataset=request.dataset,
-      source_id=request.source_id,
-      start_s=request.start_s,
-      end_s=request.end_s,
-      jpeg_frames=decoded.jpeg_frames,
-      frame_width=decoded.frame_width,
-      frame_height=decoded.frame_height,
-      melspec=logmel.log_mel(decoded.audio),
-      num_audio_samples=int(decoded.audio.shape[0]),
-      label_indices=list(request.label_indices),
-      label_names=list(request.label_names),
-      has_audio=decoded.has_audio,
-      has_video=decoded.has_video,
-      decoded_duration_s=decoded.decoded_duration_s,
-      source_fps=decoded.source_fps,
-      source_width=decoded.source_width,
-      source_height=decoded.source_height,
+  return decoded.to_record(
+      clip_id=request.clip_id, dataset=request.dataset, source_id=request.source_id, start_s=request.start_s,
+      end_s=request.end_s, label_indices=request.label_indices, label_names=request.label_names,
       verb_index=epic.verb_class if epic else contract.NO_LABEL,
       noun_index=epic.noun_class if epic else contract.NO_LABEL,
-      action_index=epic.action_index if epic else contract.NO_LABEL,
-  )
+      action_index=epic.action_index if epic else contract.NO_LABEL)
 
 
 def encode_fetched(decoder: decode.ClipDecoder, fetched: FetchedClip, *, require_audio: bool = False,
@@ -138,15 +122,13 @@ def encode_fetched(decoder: decode.ClipDecoder, fetched: FetchedClip, *, require
     MediaError, InvalidSpanError, RecordError: the clip cannot be made from
       this media (reason_for says why).
   """
-  from pipelines.shards import EncodedClip
-
   file_start = fetched.media_start_s
   file_end = file_start + fetched.request.duration_s
   decoded = decoder.decode(fetched.media_path, file_start, file_end, fetched.media_clock_origin_s,
                            require_video=require_video)
   if require_audio and not decoded.has_audio:
     raise errors.NoAudioStreamError(fetched.media_path, "no audio stream, and the build requires audio")
-  return EncodedClip.from_record(make_record(fetched, decoded), origin=fetched.origin), decoded
+  return shards.EncodedClip.from_record(make_record(fetched, decoded), origin=fetched.origin), decoded
 
 
 class ExtractFeaturesFn(beam.DoFn):
@@ -171,8 +153,6 @@ class ExtractFeaturesFn(beam.DoFn):
     self._counters[name].inc()
 
   def process(self, fetched: FetchedClip):
-    from pipelines import shards
-
     request = fetched.request
     try:
       encoded, decoded = encode_fetched(self._decoder, fetched, require_audio=self._require_audio)

@@ -343,14 +343,9 @@ def _masked_crc(data: bytes) -> int:
 
 
 def _tfrecord_header_and_footer(serialized: bytes) -> tuple[bytes, bytes]:
+  """TFRecord's framing of one record: its length and that length's CRC before it, its CRC after."""
   length = struct.pack("<Q", len(serialized))
   return length + struct.pack("<I", _masked_crc(length)), struct.pack("<I", _masked_crc(serialized))
-
-
-def tfrecord_frame(serialized: bytes) -> bytes:
-  """One record framed as TFRecord files hold it."""
-  header, footer = _tfrecord_header_and_footer(serialized)
-  return b"".join((header, serialized, footer))
 
 
 @contextlib.contextmanager

@@ -63,15 +63,15 @@ import io
 import math
 import numbers
 import time
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import av
 import numpy as np
 from av.video.reformatter import ColorRange, VideoReformatter
 from PIL import Image
 
-from shared import contract, files
-from shared.media import errors
+from shared import contract, files, records
+from shared.media import errors, logmel
 
 Fraction = fractions.Fraction
 
@@ -190,6 +190,21 @@ class DecodedClip:
   decoded_duration_s: float
   padded_frames: int
   has_video: bool = True
+
+  def to_record(self, *, clip_id: str, dataset: str, source_id: str, start_s: float, end_s: float,
+                label_indices: Sequence[int] = (), label_names: Sequence[str] = (),
+                verb_index: int = contract.NO_LABEL, noun_index: int = contract.NO_LABEL,
+                action_index: int = contract.NO_LABEL) -> records.ClipRecord:
+    """The record of this span: its features (frames, the log-mel of its audio, what the media held), with
+    the identity and labels given. Every builder and trainer.predict make their records here."""
+    return records.ClipRecord(
+        clip_id=clip_id, dataset=dataset, source_id=source_id, start_s=start_s, end_s=end_s,
+        jpeg_frames=self.jpeg_frames, frame_width=self.frame_width, frame_height=self.frame_height,
+        melspec=logmel.log_mel(self.audio), num_audio_samples=int(self.audio.shape[0]),
+        label_indices=list(label_indices), label_names=list(label_names), has_audio=self.has_audio,
+        has_video=self.has_video, decoded_duration_s=self.decoded_duration_s, source_fps=self.source_fps,
+        source_width=self.source_width, source_height=self.source_height, verb_index=verb_index,
+        noun_index=noun_index, action_index=action_index)
 
 
 def _check_span(start_s: float, end_s: float) -> tuple[float, float]:
