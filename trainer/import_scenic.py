@@ -68,6 +68,7 @@ import ml_collections
 import numpy as np
 
 from shared import contract, files
+from shared.layout import LABEL_MAP_NAME  # a build's label map, stored with the imported checkpoint
 from trainer.models import build_model, input_shapes
 from trainer.models import config as model_config
 
@@ -84,7 +85,6 @@ SCENIC_BLOCK_PARTS = {
 # Where Scenic's train state keeps the parameters.
 PARAMETER_ROOTS = ("optimizer/target", "params")
 REPORT_NAME = "import_report"
-LABEL_MAP_NAME = "label_map.json"
 
 _SPECTROGRAM_BLOCK = re.compile(r"Transformer/encoderblock_(\d+)_spectrogram/")
 _BLOCK = re.compile(r"Transformer/encoderblock_(\d+)/")
@@ -173,13 +173,12 @@ def _checkpoint_step(name: str) -> Optional[int]:
 
 def resolve_checkpoint_file(path: str) -> str:
   """The file to read: `path` itself, or the highest `checkpoint_<step>` in a directory."""
-  import tensorflow as tf  # tf.io.gfile reads gs:// too; imported here because it takes seconds
-
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f"no Scenic checkpoint at {path}")
-  if not tf.io.gfile.isdir(path):
+  if not files.is_directory(path):
+    if not files.exists(path):
+      raise FileNotFoundError(f"no Scenic checkpoint at {path}")
     return path
-  steps = {_checkpoint_step(name.rstrip("/")): name.rstrip("/") for name in tf.io.gfile.listdir(path)}
+  names = [found.rstrip("/").rsplit("/", 1)[-1] for found in files.list_files(path)]
+  steps = {_checkpoint_step(name): name for name in names}
   steps.pop(None, None)
   if not steps:
     raise FileNotFoundError(f"{path} is a directory without checkpoint_<step> files")
@@ -188,10 +187,7 @@ def resolve_checkpoint_file(path: str) -> str:
 
 def read_scenic_state(path: str) -> dict[str, Any]:
   """The train state in a Scenic checkpoint file, as nested dicts of numpy arrays."""
-  import tensorflow as tf
-
-  with tf.io.gfile.GFile(path, "rb") as f:
-    data = f.read()
+  data = files.read_bytes(path)
   try:
     state = flax.serialization.msgpack_restore(data)
   except Exception as error:  # msgpack raises several unrelated types on foreign bytes
@@ -465,20 +461,10 @@ def save_parameters(workdir: str, step: int, params: Mapping[str, Any]) -> str:
   return files.join(files.join(workdir, "checkpoints"), str(step))
 
 
-def _write_text(path: str, text: str) -> None:
-  import tensorflow as tf
-
-  with tf.io.gfile.GFile(path, "w") as f:
-    f.write(text)
-
-
 def read_label_map(path: str) -> contract.LabelMap:
   """A label map file in the contract's JSON format (a build's label_map.json)."""
-  import tensorflow as tf
-
   try:
-    with tf.io.gfile.GFile(path) as f:
-      return contract.LabelMap.from_json_dict(json.load(f))
+    return contract.LabelMap.from_json_dict(files.read_json(path))
   except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
     raise ScenicImportError(f"{path} is not a label map ({error})") from error
 
@@ -500,8 +486,6 @@ def import_checkpoint(checkpoint: str, config: ml_collections.ConfigDict, out_di
     ScenicImportError: the checkpoint does not fit the config; the message
       names every leaf concerned.
   """
-  import tensorflow as tf
-
   path = resolve_checkpoint_file(checkpoint)
   scenic, root, left_out, step = split_train_state(read_scenic_state(path))
   layout = ScenicLayout.of(scenic)
@@ -528,19 +512,19 @@ def import_checkpoint(checkpoint: str, config: ml_collections.ConfigDict, out_di
     report.from_config.append(f"num_frames={config.model.num_frames} (Scenic's 2D model samples "
                               "n_sampled_frames of its input frames itself; give it those frames)")
 
-  tf.io.gfile.makedirs(out_dir)
+  files.makedirs(out_dir)
   report.written.append(save_parameters(out_dir, step, params))
   config_path = files.join(out_dir, "config.json")
-  _write_text(config_path, config.to_json(indent=1))
+  files.write_bytes(config_path, config.to_json(indent=1).encode())
   report.written.append(config_path)
   if labels is not None:
     labels_path = files.join(out_dir, LABEL_MAP_NAME)
-    _write_text(labels_path, json.dumps(labels.to_json_dict(), indent=1))
+    files.write_json(labels_path, labels.to_json_dict())
     report.written.append(labels_path)
   report_path = files.join(out_dir, REPORT_NAME)
   report.written += [report_path + ".txt", report_path + ".json"]
-  _write_text(report_path + ".json", json.dumps(report.to_json_dict(), indent=1))
-  _write_text(report_path + ".txt", str(report) + "\n")
+  files.write_json(report_path + ".json", report.to_json_dict())
+  files.write_bytes(report_path + ".txt", (str(report) + "\n").encode())
   return report
 
 

@@ -51,14 +51,14 @@ import ml_collections
 import numpy as np
 
 from shared import contract, files, records
-from shared.media import decode, errors as media_errors, logmel
+from shared.layout import LABEL_MAP_NAME  # stored with a checkpoint by trainer.import_scenic, as a build stores it
+from shared.media import decode, errors as media_errors
 from trainer import evaluate
 from trainer.data import input_pipeline, manifest as manifest_lib, preprocess, sampling
 from trainer.models.config import RGB, SPECTROGRAM
 from trainer.predict_inputs import DEFAULT_URL_TEMPLATE, YOUTUBE, InputError, MediaInput, fetch_youtube, \
     media_clock, parse_input
 
-LABEL_MAP_NAME = "label_map.json"  # stored with a checkpoint (trainer.import_scenic writes it)
 SINGLE_HEAD = ""  # the head name of single-head models in per-head results
 MODALITY_STREAMS = {RGB: "video", SPECTROGRAM: "audio"}  # the stream each modality is read from
 
@@ -135,16 +135,13 @@ def _label_maps_from_manifest(config, manifest: manifest_lib.BuildManifest) -> d
 
 def inference_data(config: ml_collections.ConfigDict, checkpoint: str, build: Optional[str] = None) -> InferenceData:
   """Labels and log-mel statistics for `checkpoint` (see the module docstring for the order)."""
-  import tensorflow as tf
-
   mean, std = config.data.get("melspec_mean"), config.data.get("melspec_std")
   stored = files.join(checkpoint, LABEL_MAP_NAME)
-  if build is None and tf.io.gfile.exists(stored) and not config.model.class_heads:
+  if build is None and files.exists(stored) and not config.model.class_heads:
     if mean is None or std is None:
       raise PredictError(f"{stored} gives the labels but the config sets no data.melspec_mean/melspec_std; "
                          "give --build (the training build) or set them")
-    with tf.io.gfile.GFile(stored) as f:
-      label_map = contract.LabelMap.from_json_dict(json.load(f))
+    label_map = contract.LabelMap.from_json_dict(files.read_json(stored))
     data = InferenceData({SINGLE_HEAD: label_map.names}, float(mean), float(std), contract.FRAME_SHORT_SIDE,
                          f"labels from {stored}, log-mel statistics from the config")
   else:
@@ -255,14 +252,8 @@ def read_clip(media: MediaInput, *, frame_short_side: int, url_template: str, ma
     raise InputError(f"{media.text}: {error}") from error
   if decoded.decoded_duration_s <= 0:
     raise InputError(f"{media.text}: the media holds nothing in [{start:g}, {end:g}] s")
-  # The record a build would write for this span (pipelines/features.py), without labels.
-  record = records.ClipRecord(
-      clip_id="predict", dataset="predict", source_id=media.location, start_s=start, end_s=end,
-      jpeg_frames=decoded.jpeg_frames, frame_width=decoded.frame_width, frame_height=decoded.frame_height,
-      melspec=logmel.log_mel(decoded.audio), num_audio_samples=int(decoded.audio.shape[0]), label_indices=[],
-      label_names=[], has_audio=decoded.has_audio, has_video=decoded.has_video,
-      decoded_duration_s=decoded.decoded_duration_s,
-      source_fps=decoded.source_fps, source_width=decoded.source_width, source_height=decoded.source_height)
+  # The record a build would write for this span (as the builds make theirs), without labels.
+  record = decoded.to_record(clip_id="predict", dataset="predict", source_id=media.location, start_s=start, end_s=end)
   missing = tuple(name for name, present in (("audio", decoded.has_audio), ("video", decoded.has_video))
                   if not present)
   return ClipRead(records.encode(record), (start, end), len(decoded.jpeg_frames), missing)

@@ -84,7 +84,6 @@ class BuildManifest:
     build = BuildLayout(self.directory)
     return [build.path(name) for name in names]
 
-
   def shard_sizes_and_counts(self, file_format: str) -> Optional[tuple[list[int], list[int]]]:
     """(bytes, records) of each shard of `file_format` as the build wrote them; None if the manifest lacks sizes.
 

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from trainer.models.bottleneck_fusion import BottleneckFusionLayer
+from trainer.models.config import SHARED_ENCODER_FUSION_TYPES
 from trainer.models.cross_attention_fusion import CrossAttentionFusionLayer
 from trainer.models.encoder_block import LAYER_NORM_EPSILON, EncoderBlock
 from trainer.models.self_attention_fusion import SelfAttentionFusionLayer
@@ -81,8 +82,8 @@ class Encoder(nn.Module):
 
   def _fusion_layer_class(self):
     """The layer class (with its options bound) used from L_f on."""
-    if self.share_encoder and self.fusion_type not in ("self_attention", "late"):
-      raise ValueError(f"share_encoder works with self_attention or late fusion, not {self.fusion_type!r}")
+    if self.share_encoder and self.fusion_type not in SHARED_ENCODER_FUSION_TYPES:
+      raise ValueError(f"share_encoder works with {SHARED_ENCODER_FUSION_TYPES}, not {self.fusion_type!r}")
     return {
         "bottleneck": functools.partial(BottleneckFusionLayer, exchange=self.bottleneck_exchange),
         "self_attention": SelfAttentionFusionLayer,
