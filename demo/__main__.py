@@ -1,6 +1,6 @@
 """The main job, end to end on one machine with no network: data pipeline, training, evaluation.
 
-    python -m demo --workdir runs/demo                 # about 10 minutes on 2 cores
+    python -m demo --workdir runs/demo                 # 7 to 13 minutes on 2 cores
     python -m demo --workdir runs/demo_quick --quick   # the CI-sized run
 
 1. generates a synthetic audio-visual dataset (demo/dataset.py): mp4 and webm
