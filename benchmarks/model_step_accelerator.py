@@ -24,7 +24,9 @@ Profile: a few steps of each variant under jax.profiler.trace, parsed with
 jax.profiler.ProfileData: device time per HLO op, attributed through the
 compiled module's op_name metadata to a part of the model (attention core,
 attention projections, MLP, LayerNorm, tokenisers, head and loss, optimiser)
-and to the forward or backward pass; the top ops are printed too.
+and to the forward or backward pass; the top ops are printed too. Ops with no
+op_name are XLA's layout copies and conversions where their names say so
+(their own part), else "unattributed".
 
 Needs only jax, flax, optax and ml_collections. --json writes every figure.
 """
@@ -71,6 +73,13 @@ PARTS = (
     ("other model ops", ("MBT",)),
 )
 OUTSIDE_MODEL = "loss and optimiser"
+# Ops without any op_name: copies, transposes and conversions that XLA inserts
+# to change layouts (named by what they fuse, e.g. transpose_copy_fusion.5,
+# wrapped_convert.2) are their own part; the rest stays "unattributed".
+XLA_LAYOUT = "layout copies and conversions (XLA-inserted)"
+UNATTRIBUTED = "unattributed"
+_LAYOUT_WORDS = {"copy", "bitcast", "transpose", "convert"}
+_FUSION_WORDS = {"fusion", "wrapped"}
 # Quick mode compiles a tiny model eight times on a CPU: skip XLA's backend
 # optimisations there (the figures only show that the script works).
 QUICK_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -168,6 +177,12 @@ def op_scopes(compiled_text: str) -> dict[str, str]:
   return scopes
 
 
+def unscoped_part(hlo_op: str) -> str:
+  """The part of an op that carries no op_name: XLA_LAYOUT for XLA's layout copies, else UNATTRIBUTED."""
+  words = set(re.sub(r"[.\d]+$", "", hlo_op).split("_"))
+  return XLA_LAYOUT if words & _LAYOUT_WORDS and words <= _LAYOUT_WORDS | _FUSION_WORDS else UNATTRIBUTED
+
+
 def part_of(op_name: str) -> str:
   for part, keys in PARTS:
     if any(key in op_name for key in keys):
@@ -215,7 +230,7 @@ def profile_breakdown(compiled, run_step, steps: int, module_name: str) -> dict[
   for op, seconds in times.items():
     scope = scopes.get(op, "")
     direction = "backward" if "transpose(" in scope else "forward"
-    parts[f"{part_of(scope)} ({direction})" if scope else "unattributed"] += seconds / total
+    parts[f"{part_of(scope)} ({direction})" if scope else unscoped_part(op)] += seconds / total
   top = sorted(times.items(), key=lambda item: -item[1])[:8]
   return {"parts": dict(sorted(parts.items(), key=lambda item: -item[1])),
           "top_ops": [{"op": op, "share": seconds / total, "scope": scopes.get(op, "")} for op, seconds in top],

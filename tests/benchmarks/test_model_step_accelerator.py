@@ -36,6 +36,8 @@ def test_quick_run_reports_step_time_mfu_and_a_profile_per_variant(accelerator_b
     # The profile is attributed to the model through the ops' scopes, the attention kernel included.
     assert any(part.startswith("attention core") for part in parts), parts
     assert sum(share for part, share in parts.items() if part != "unattributed") > 0.5, parts
+    # A CPU's step spends a good part of its time in layout copies XLA inserts, which have no op of ours.
+    assert parts.get(accelerator_benchmark.XLA_LAYOUT, 0) > 0, parts
   assert rows["late"]["vs_late"] == 1.0 and rows["bottleneck"]["vs_late"] > 0
   assert rows["bottleneck"]["tflop_per_step"] > rows["late"]["tflop_per_step"]  # the fusion tokens cost a little
   assert "x late" in capsys.readouterr().out
@@ -62,3 +64,13 @@ def test_ratios_are_against_the_same_runs_baselines(accelerator_benchmark):
 def test_unknown_variants_are_refused(accelerator_benchmark):
   with pytest.raises(SystemExit):
     accelerator_benchmark.parse_args(["--strategies", "early"])
+
+
+def test_ops_without_a_scope_are_layout_copies_only_where_their_names_say_so(accelerator_benchmark):
+  layout, unattributed = accelerator_benchmark.XLA_LAYOUT, accelerator_benchmark.UNATTRIBUTED
+  for op in ("transpose_copy_fusion.5", "copy_bitcast_fusion.24", "convert_bitcast_fusion", "wrapped_convert.20",
+             "copy.3", "transpose"):
+    assert accelerator_benchmark.unscoped_part(op) == layout, op
+  for op in ("ynn_fusion.3", "wrapped_reduce-window.2", "dot.49", "multiply_add_fusion.5", "add_convert_fusion.12",
+             "fusion.12", "wrapped"):
+    assert accelerator_benchmark.unscoped_part(op) == unattributed, op
